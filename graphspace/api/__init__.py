@@ -1,0 +1,1 @@
+"""GraphSpace REST API v1: the contract the official graphspace-python client speaks."""

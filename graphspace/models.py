@@ -1,0 +1,146 @@
+"""The GraphSpace host: users, graphs, layouts, groups, members and sharing."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+
+
+class UserManager(BaseUserManager["User"]):
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_admin", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A GraphSpace user; GraphSpace identifies people by email."""
+
+    email = models.EmailField(max_length=254, unique=True)
+    is_admin = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    # The seed's opt-in for the daily digest; off by default.
+    receive_notification_email = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+
+    class Meta:
+        db_table = "user"
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_staff(self) -> bool:
+        return self.is_admin
+
+
+class Graph(models.Model):
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="graphs")
+    name = models.CharField(max_length=256)
+    is_public = models.BooleanField(default=False)
+    graph_json = models.JSONField()
+    style_json = models.JSONField(default=dict)
+    tags = models.JSONField(default=list)
+    default_layout = models.ForeignKey(
+        "Layout", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "graph"
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="graph_unique_owner_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Layout(models.Model):
+    graph = models.ForeignKey(Graph, on_delete=models.CASCADE, related_name="layouts")
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="layouts")
+    name = models.CharField(max_length=256)
+    is_shared = models.BooleanField(default=False)
+    positions_json = models.JSONField(default=dict)
+    style_json = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "layout"
+        # Layouts are deleted for real (the original's soft delete kept the name taken).
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name", "graph", "owner"], name="layout_unique_name_graph_owner"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def new_invite_code() -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+class Group(models.Model):
+    name = models.CharField(max_length=256)
+    description = models.TextField(blank=True, default="")
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="owned_groups")
+    invite_code = models.CharField(max_length=10, default=new_invite_code)
+    members = models.ManyToManyField(User, through="GroupMember", related_name="member_groups")
+    graphs = models.ManyToManyField(Graph, through="GroupGraph", related_name="shared_groups")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "group"
+        constraints = [
+            models.UniqueConstraint(fields=["name", "owner"], name="group_unique_name_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GroupMember(models.Model):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE)
+    user = models.ForeignKey(User, on_delete=models.CASCADE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "group_to_user"
+        constraints = [
+            models.UniqueConstraint(fields=["group", "user"], name="group_member_unique")
+        ]
+
+
+class GroupGraph(models.Model):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE)
+    graph = models.ForeignKey(Graph, on_delete=models.CASCADE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "group_to_graph"
+        constraints = [
+            models.UniqueConstraint(fields=["group", "graph"], name="group_graph_unique")
+        ]

@@ -1,0 +1,54 @@
+"""The Kafka side of the bridge: a consumer in the notification consumer group."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.conf import settings
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+
+def make_consumer(topics: Iterable[str], *, group_id: str | None = None) -> KafkaConsumer:
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+        group_id=group_id or settings.KAFKA_CONSUMER_GROUP,
+        client_id="graphspace-bridge",
+        # Offsets are committed by the bridge, and only for what Celery has accepted.
+        enable_auto_commit=False,
+        # Tansu reports a wrong "latest" offset when a batch holds several records; a new
+        # group starts from the beginning, and committed offsets make that exact.
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.KAFKA_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=max(500, settings.KAFKA_SESSION_TIMEOUT_MS // 3),
+        max_poll_records=settings.KAFKA_BATCH_MAX,
+        # The bridge may wait this long for Redis to come back before polling again.
+        max_poll_interval_ms=300_000,
+    )
+    consumer.subscribe(list(topics))
+    return consumer
+
+
+def create_topics(topics: Iterable[str], partitions: int | None = None) -> list[str]:
+    """Create the topics that do not exist yet (auto-created ones get 4 partitions on Tansu,
+    so every topic is made here, explicitly). Returns the names created."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS, client_id="graphspace-setup"
+    )
+    created = []
+    try:
+        existing = set(admin.list_topics())
+        for name in topics:
+            if name in existing:
+                continue
+            try:
+                admin.create_topics(
+                    [NewTopic(name, partitions or settings.KAFKA_TOPIC_PARTITIONS, 1)]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    return created

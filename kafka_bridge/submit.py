@@ -1,0 +1,30 @@
+"""Hand a batch of valid events to Celery as one persist task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from graphspace.celery import app
+from notifications.events import Event
+
+# The name under which tasks/persist.py registers the persist task; the bridge names it
+# rather than importing it, so the bridge never loads the task code.
+PERSIST_TASK = "tasks.persist_events"
+
+
+class SubmitError(Exception):
+    """The Celery broker did not accept the task; the batch must not be committed."""
+
+
+def submit_batch(events: Sequence[Event]) -> str:
+    """Publish one task for the whole batch; return its id once the broker has accepted it."""
+    try:
+        result = app.send_task(
+            PERSIST_TASK,
+            args=[[event.to_task() for event in events]],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except Exception as error:  # kombu and redis raise several unrelated types here
+        raise SubmitError(repr(error)) from error
+    return str(result.id)

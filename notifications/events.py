@@ -1,0 +1,192 @@
+"""The notification event: one schema for the producer, the bridge and the persist task.
+
+A Kafka message value is UTF-8 JSON carrying at least the seed's fields (`owner_email`,
+`message`, `resource`, `resource_id`, `type`, and `group_id` on the group topic) plus
+`event_id`, `actor_email`, `resource_name`, `occurred_at` and `version`. The producer fills
+the added fields; the bridge turns raw bytes into an `Event` or an `InvalidEvent` with a
+reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+Topic = Literal["owner", "group"]
+TOPICS: tuple[Topic, ...] = ("owner", "group")
+
+# The seed's Table 1: which types and resource kinds each topic carries.
+OWNER_TYPES = ("upload", "create", "update", "delete")
+OWNER_RESOURCES = ("graph", "layout", "group")
+GROUP_TYPES = ("share", "unshare", "add", "remove")
+GROUP_RESOURCES = ("graph", "layout", "group_member")
+TYPE_RESOURCES: dict[str, tuple[str, ...]] = {
+    "upload": ("graph",),
+    "create": ("graph", "layout", "group"),
+    "update": ("graph", "layout", "group"),
+    "delete": ("graph", "layout", "group"),
+    "share": ("graph", "layout"),
+    "unshare": ("graph", "layout"),
+    "add": ("group_member",),
+    "remove": ("group_member",),
+}
+
+# Deliberately loose: one @, something on each side, no spaces. The user table decides
+# whether the address belongs to anyone.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+# The namespace that turns a Kafka position into a stable event id for a message that came
+# without one, so a redelivered copy of it is still recognised as the same event.
+_POSITION_NAMESPACE = uuid.UUID("6f1c0d52-3d55-4c1e-9a34-3f1b5bd1a0c7")
+
+
+class InvalidEvent(ValueError):
+    """A message that can never become a notification; retrying it cannot help."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _check_email(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise ValueError(f"{field} is not an email address")
+    return value
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+    topic: Topic
+    version: int = SCHEMA_VERSION
+    event_id: uuid.UUID
+    type: str
+    resource: str
+    resource_id: int = Field(strict=False)
+    message: str = Field(min_length=1, max_length=1000)
+    # Owner topic: the recipient. Group topic: the actor (the seed's column meaning).
+    owner_email: str | None = None
+    actor_email: str | None = None
+    resource_name: str = Field(default="", max_length=512)
+    group_id: int | None = None
+    # The member an add or remove event is about; a removed member hears of it too.
+    member_email: str | None = None
+    occurred_at: datetime
+
+    @field_validator("owner_email", "actor_email", "member_email")
+    @classmethod
+    def _emails(cls, value: str | None, info: Any) -> str | None:
+        return _check_email(value, info.field_name)
+
+    @field_validator("resource_id", "group_id", mode="before")
+    @classmethod
+    def _no_bool_ids(cls, value: Any) -> Any:
+        if isinstance(value, bool) or isinstance(value, float):
+            raise ValueError("must be an integer")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _fits_topic(self) -> Event:
+        types, resources = (
+            (OWNER_TYPES, OWNER_RESOURCES) if self.topic == "owner" else (GROUP_TYPES, GROUP_RESOURCES)
+        )
+        if self.version != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema version {self.version}")
+        if self.type not in types:
+            raise ValueError(f"type {self.type!r} is not one of {', '.join(types)}")
+        if self.resource not in resources:
+            raise ValueError(f"resource {self.resource!r} is not one of {', '.join(resources)}")
+        if self.resource not in TYPE_RESOURCES[self.type]:
+            raise ValueError(f"type {self.type!r} does not apply to resource {self.resource!r}")
+        if self.resource_id < 0:
+            raise ValueError("resource_id must not be negative")
+        if self.topic == "owner" and not self.owner_email:
+            raise ValueError("owner_email (the recipient) is required on the owner topic")
+        if self.topic == "group" and self.group_id is None:
+            raise ValueError("group_id is required on the group topic")
+        return self
+
+    @property
+    def actor(self) -> str | None:
+        """Who acted: `actor_email`, else the seed's `owner_email` on the group topic."""
+        if self.actor_email:
+            return self.actor_email
+        return self.owner_email if self.topic == "group" else None
+
+    def to_message(self) -> dict[str, Any]:
+        """The Kafka message value (the topic travels as the Kafka topic, not in the value)."""
+        return self.model_dump(mode="json", exclude={"topic"})
+
+    def to_task(self) -> dict[str, Any]:
+        """Plain JSON data for a Celery task argument."""
+        return self.model_dump(mode="json")
+
+
+def _reason(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def event_from_dict(topic: str, data: Any, *, fallback_event_id: uuid.UUID | None = None) -> Event:
+    """Validate one decoded message; raise InvalidEvent with every problem found."""
+    if topic not in TOPICS:
+        raise InvalidEvent(f"unknown topic {topic!r}")
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"message must be a JSON object, not {type(data).__name__}")
+    fields = {k: v for k, v in data.items() if k != "topic"}
+    if fields.get("event_id") is None and fallback_event_id is not None:
+        fields["event_id"] = fallback_event_id
+    try:
+        return Event.model_validate({**fields, "topic": topic})
+    except ValidationError as error:
+        raise InvalidEvent(_reason(error)) from None
+
+
+def parse_message(
+    topic: str, value: bytes | None, *, partition: int = 0, offset: int | None = None
+) -> Event:
+    """Bytes from Kafka to an Event. A message without an event_id gets one derived from its
+    position, so the same message delivered twice is still one event."""
+    if value is None:
+        raise InvalidEvent("empty message (no value)")
+    try:
+        data = json.loads(value.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidEvent("message is not UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise InvalidEvent(f"message is not JSON: {error.msg} at position {error.pos}") from None
+    fallback = None
+    if offset is not None:
+        fallback = uuid.uuid5(_POSITION_NAMESPACE, f"{topic}:{partition}:{offset}")
+    return event_from_dict(topic, data, fallback_event_id=fallback)
+
+
+def new_event(topic: str, message: dict[str, Any], *, now: datetime | None = None) -> Event:
+    """Complete a producer's message (the seed's fields) into an Event: event_id,
+    occurred_at and version are set when absent; the actor defaults to the owner."""
+    data = dict(message)
+    data.setdefault("event_id", uuid.uuid4())
+    data.setdefault("occurred_at", (now or datetime.now(UTC)).isoformat())
+    data.setdefault("version", SCHEMA_VERSION)
+    if topic == "owner":
+        data.setdefault("actor_email", data.get("owner_email"))
+    return event_from_dict(topic, data)

@@ -1,0 +1,84 @@
+"""Stored notifications: the seed's two tables, plus event_id, the actor and the cluster key."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from graphspace.models import Group, User
+
+OWNER_TYPE_CHOICES = [(t, t) for t in ("create", "upload", "update", "delete")]
+OWNER_RESOURCE_CHOICES = [(r, r) for r in ("graph", "layout", "group")]
+GROUP_TYPE_CHOICES = [(t, t) for t in ("share", "unshare", "add", "remove")]
+GROUP_RESOURCE_CHOICES = [(r, r) for r in ("graph", "layout", "group_member")]
+
+
+class NotificationBase(models.Model):
+    event_id = models.UUIDField()
+    message = models.TextField()
+    resource_id = models.BigIntegerField()
+    resource_name = models.CharField(max_length=512, blank=True, default="")
+    actor_email = models.CharField(max_length=254, null=True, blank=True)
+    is_read = models.BooleanField(default=False)
+    is_email_sent = models.BooleanField(default=False)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    # When the action happened (from the event); created_at is when the row was written,
+    # so a late event never lands in the middle of a page already read.
+    occurred_at = models.DateTimeField()
+    cluster_key = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class OwnerNotification(NotificationBase):
+    type = models.CharField(max_length=16, choices=OWNER_TYPE_CHOICES)
+    resource = models.CharField(max_length=16, choices=OWNER_RESOURCE_CHOICES)
+    owner = models.ForeignKey(
+        User,
+        to_field="email",
+        db_column="owner_email",
+        on_delete=models.CASCADE,
+        related_name="owner_notifications",
+    )
+
+    class Meta:
+        db_table = "owner_notification"
+        constraints = [
+            # A redelivered event inserts nothing: ON CONFLICT DO NOTHING on this key.
+            models.UniqueConstraint(fields=["event_id", "owner"], name="owner_notification_once")
+        ]
+        indexes = [
+            # "This user's newest page" is a backwards scan of this index.
+            models.Index(fields=["owner", "-created_at", "-id"], name="owner_notif_newest"),
+            # "This user's unread count" reads only this partial index.
+            models.Index(fields=["owner"], condition=Q(is_read=False), name="owner_notif_unread"),
+        ]
+
+
+class GroupNotification(NotificationBase):
+    type = models.CharField(max_length=16, choices=GROUP_TYPE_CHOICES)
+    resource = models.CharField(max_length=16, choices=GROUP_RESOURCE_CHOICES)
+    member = models.ForeignKey(
+        User,
+        to_field="email",
+        db_column="member_email",
+        on_delete=models.CASCADE,
+        related_name="group_notifications",
+    )
+    # The seed's column: on group notifications owner_email is the actor.
+    owner_email = models.CharField(max_length=254, null=True, blank=True)
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="notifications")
+
+    class Meta:
+        db_table = "group_notification"
+        constraints = [
+            models.UniqueConstraint(fields=["event_id", "member"], name="group_notification_once")
+        ]
+        indexes = [
+            models.Index(fields=["member", "-created_at", "-id"], name="group_notif_newest"),
+            models.Index(fields=["member"], condition=Q(is_read=False), name="group_notif_unread"),
+            models.Index(fields=["group", "member", "-created_at"], name="group_notif_group"),
+        ]

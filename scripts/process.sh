@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The command line of each long-running process, in one place: the Procfile, the tests
+# and (later) the container image all start processes through this script.
+#   scripts/process.sh web|worker|beat|bridge|flower|smtp
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="${VENV:-$ROOT/.venv}/bin"
+cd "$ROOT"
+case "${1:-}" in
+  web) exec "$BIN/daphne" -b "${WEB_HOST:-127.0.0.1}" -p "${WEB_PORT:-8000}" graphspace.asgi:application ;;
+  worker) exec "$BIN/celery" -A graphspace worker -l "${LOG_LEVEL:-INFO}" \
+            --concurrency "${CELERY_CONCURRENCY:-2}" -n "worker-$$@%h" ;;
+  beat) exec "$BIN/celery" -A graphspace beat -l "${LOG_LEVEL:-INFO}" \
+            --scheduler django_celery_beat.schedulers:DatabaseScheduler ;;
+  bridge) exec "$BIN/python" manage.py kafka_bridge ;;
+  flower)
+    # Flower never runs without a password.
+    : "${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}"
+    exec "$BIN/celery" -A graphspace flower --address="${FLOWER_HOST:-127.0.0.1}" \
+      --port="${FLOWER_PORT:-5555}" --basic-auth="$FLOWER_BASIC_AUTH" ;;
+  *) echo "usage: $0 web|worker|beat|bridge|flower" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""What Celery runs: thin tasks that call into `notifications/`."""

@@ -1,0 +1,27 @@
+"""Persist one batch of events from the bridge."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphspace.celery import app
+from notifications.events import Event
+from notifications.persist import persist_events as persist
+from tasks.base import GraphSpaceTask
+
+log = logging.getLogger(__name__)
+
+PERSIST_TASK = "tasks.persist_events"
+
+
+@app.task(base=GraphSpaceTask, name=PERSIST_TASK, ignore_result=True)
+def persist_events(events: list[dict[str, Any]]) -> int:
+    """Store the notifications of a batch; a redelivered batch inserts nothing new."""
+    parsed = [Event.model_validate(e) for e in events]
+    result = persist(parsed)
+    log.info(
+        "persisted %d events as %d notifications: %s",
+        len(parsed), result.created, ", ".join(str(e.event_id) for e in parsed[:20]),
+    )
+    return result.created
