@@ -66,7 +66,10 @@ def validate(records: Mapping[TopicPartition, Sequence[Any]], topics: Mapping[st
         for message in messages:
             try:
                 logical = topics.get(tp.topic, tp.topic)
-                event = parse_message(logical, message.value, partition=tp.partition, offset=message.offset)
+                event = parse_message(
+                    logical, message.value, partition=tp.partition, offset=message.offset,
+                    timestamp_ms=getattr(message, "timestamp", None),
+                )
                 batch.events.append(event)
             except InvalidEvent as error:
                 batch.rejections.append(Rejection(tp.topic, tp.partition, message.offset, error.reason))

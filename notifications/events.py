@@ -146,7 +146,10 @@ def _reason(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def event_from_dict(topic: str, data: Any, *, fallback_event_id: uuid.UUID | None = None) -> Event:
+def event_from_dict(
+    topic: str, data: Any, *, fallback_event_id: uuid.UUID | None = None,
+    fallback_occurred_at: datetime | None = None,
+) -> Event:
     """Validate one decoded message; raise InvalidEvent with every problem found."""
     if topic not in TOPICS:
         raise InvalidEvent(f"unknown topic {topic!r}")
@@ -155,6 +158,8 @@ def event_from_dict(topic: str, data: Any, *, fallback_event_id: uuid.UUID | Non
     fields = {k: v for k, v in data.items() if k != "topic"}
     if fields.get("event_id") is None and fallback_event_id is not None:
         fields["event_id"] = fallback_event_id
+    if fields.get("occurred_at") is None and fallback_occurred_at is not None:
+        fields["occurred_at"] = fallback_occurred_at
     try:
         return Event.model_validate({**fields, "topic": topic})
     except ValidationError as error:
@@ -162,10 +167,12 @@ def event_from_dict(topic: str, data: Any, *, fallback_event_id: uuid.UUID | Non
 
 
 def parse_message(
-    topic: str, value: bytes | None, *, partition: int = 0, offset: int | None = None
+    topic: str, value: bytes | None, *, partition: int = 0, offset: int | None = None,
+    timestamp_ms: int | None = None,
 ) -> Event:
-    """Bytes from Kafka to an Event. A message without an event_id gets one derived from its
-    position, so the same message delivered twice is still one event."""
+    """Bytes from Kafka to an Event. A message with only the seed's fields gets an event_id
+    derived from its position (so the same message delivered twice is still one event) and
+    the record's timestamp as occurred_at."""
     if value is None:
         raise InvalidEvent("empty message (no value)")
     try:
@@ -177,7 +184,8 @@ def parse_message(
     fallback = None
     if offset is not None:
         fallback = uuid.uuid5(_POSITION_NAMESPACE, f"{topic}:{partition}:{offset}")
-    return event_from_dict(topic, data, fallback_event_id=fallback)
+    when = datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms and timestamp_ms > 0 else datetime.now(UTC)
+    return event_from_dict(topic, data, fallback_event_id=fallback, fallback_occurred_at=when)
 
 
 def new_event(topic: str, message: dict[str, Any], *, now: datetime | None = None) -> Event:

@@ -7,7 +7,13 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${VENV:-$ROOT/.venv}/bin"
 cd "$ROOT"
 case "${1:-}" in
-  web) exec "$BIN/daphne" -b "${WEB_HOST:-127.0.0.1}" -p "${WEB_PORT:-8000}" graphspace.asgi:application ;;
+  web)
+    if [ -n "${WEB_TLS_CERT:-}" ]; then
+      # https (and wss) straight from daphne, for a certificate given in the environment.
+      exec "$BIN/daphne" -e "ssl:${WEB_PORT:-8443}:interface=${WEB_HOST:-127.0.0.1}:privateKey=${WEB_TLS_KEY}:certKey=${WEB_TLS_CERT}" \
+        graphspace.asgi:application
+    fi
+    exec "$BIN/daphne" -b "${WEB_HOST:-127.0.0.1}" -p "${WEB_PORT:-8000}" graphspace.asgi:application ;;
   worker) exec "$BIN/celery" -A graphspace worker -l "${LOG_LEVEL:-INFO}" \
             --concurrency "${CELERY_CONCURRENCY:-2}" -n "worker-$$@%h" ;;
   beat) exec "$BIN/celery" -A graphspace beat -l "${LOG_LEVEL:-INFO}" \

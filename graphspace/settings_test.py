@@ -1,0 +1,6 @@
+"""Settings for the test suite and the processes it starts: the production settings with a
+fast password hash (the default PBKDF2 costs about half a second per user created)."""
+
+from graphspace.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make test`: install (with the test dependencies), start the services, run the suite.
+# Services this script started are stopped again at the end.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh dev
+if bash scripts/services.sh status | grep -q down; then
+  bash scripts/services.sh start
+  trap 'bash scripts/services.sh stop' EXIT
+fi
+"${VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"
