@@ -9,4 +9,5 @@ if bash scripts/services.sh status | grep -q down; then
   bash scripts/services.sh start
   trap 'bash scripts/services.sh stop' EXIT
 fi
+"${VENV:-$ROOT/.venv}/bin/ruff" check .
 "${VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"

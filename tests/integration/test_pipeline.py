@@ -4,49 +4,18 @@ over the real pipeline: producer -> Kafka broker -> kafka_bridge -> Celery worke
 
 from __future__ import annotations
 
-import base64
-import json
 import time
-from typing import Any
 
 import pytest
 from django.db import transaction
-from django.test import Client
 
 from graphspace import actions, producer
-from graphspace.models import User
 from notifications.models import GroupNotification, OwnerNotification
-from tests.conftest import PASSWORD, People
+from tests.conftest import People
 from tests.integration.conftest import wait_for
+from tests.integration.helpers import GRAPH, Api
 
 pytestmark = pytest.mark.usefixtures("pipeline")
-
-GRAPH = {
-    "data": {"description": "a test graph"},
-    "elements": {
-        "nodes": [{"data": {"id": "a"}}, {"data": {"id": "b"}}],
-        "edges": [{"data": {"source": "a", "target": "b"}}],
-    },
-}
-
-
-class Api:
-    """Speaks API v1 as the official client does: Basic auth, JSON or form bodies."""
-
-    def __init__(self, user: User) -> None:
-        token = base64.b64encode(f"{user.email}:{PASSWORD}".encode()).decode()
-        self.client = Client(HTTP_AUTHORIZATION=f"Basic {token}", HTTP_ACCEPT="application/json")
-
-    def call(self, method: str, path: str, data: dict[str, Any] | None = None, *, form: bool = False,
-             expect: int = 200) -> Any:
-        if form:
-            from urllib.parse import urlencode
-            body, content_type = urlencode(data or {}), "application/x-www-form-urlencoded"
-        else:
-            body, content_type = json.dumps(data or {}), "application/json"
-        response = self.client.generic(method, f"/api/v1/{path}", body, content_type=content_type)
-        assert response.status_code == expect, response.content
-        return response.json()
 
 
 def owner_rows() -> list[tuple[str, str, str, str, str | None]]:

@@ -70,6 +70,7 @@ def test_a_message_for_an_unknown_pair_is_an_error() -> None:
 
 
 def test_the_removed_member_reads_that_they_were_removed() -> None:
-    event = group_event("remove", "group_member", member_email="carol@example.com", message="Group member carol@example.com removed.")
+    text = "Group member carol@example.com removed."
+    event = group_event("remove", "group_member", member_email="carol@example.com", message=text)
     assert message_for(event, "carol@example.com") == REMOVED_MEMBER
     assert message_for(event, "bob@example.com") == "Group member carol@example.com removed."

@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from kafka import KafkaConsumer
 
 from kafka_bridge.backend import create_topics, make_consumer
 from kafka_bridge.loop import Bridge
 from kafka_bridge.submit import submit_batch
 
+log = logging.getLogger(__name__)
+
 
 class Command(BaseCommand):
     help = "Consume notification events from Kafka and hand each batch to Celery."
 
+    stopping = False
+
+    def _stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def connect(self, topics: dict[str, str]) -> KafkaConsumer | None:
+        """Create the topics and join the consumer group, waiting for the broker with
+        backoff: a bridge started before Kafka comes up waits instead of exiting."""
+        delay = 0.5
+        while not self.stopping:
+            try:
+                create_topics(topics)
+                return make_consumer(topics)
+            except Exception as error:
+                log.warning("kafka not reachable (%r); retrying in %.1fs", error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        return None
+
     def handle(self, *args: Any, **options: Any) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
         topics = {name: logical for logical, name in settings.KAFKA_TOPICS.items()}
-        create_topics(topics)
-        consumer = make_consumer(topics)
+        consumer = self.connect(topics)
+        if consumer is None:
+            return
         bridge = Bridge(
             consumer,
             submit_batch,
