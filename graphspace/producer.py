@@ -44,8 +44,6 @@ def _get_producer() -> KafkaProducer:
                 linger_ms=5,
                 max_block_ms=settings.KAFKA_PRODUCER_MAX_BLOCK_MS,
                 request_timeout_ms=10000,
-                key_serializer=lambda k: k.encode("utf-8"),
-                value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode("utf-8"),
             )
             atexit.register(close)
         return _producer
@@ -81,7 +79,8 @@ def publish_rollback_unsafe(event: Event) -> bool:
     global failed_sends
     topic = settings.KAFKA_TOPICS[event.topic]
     try:
-        future = _get_producer().send(topic, key=message_key(event), value=event.to_message())
+        value = json.dumps(event.to_message(), separators=(",", ":")).encode("utf-8")
+        future = _get_producer().send(topic, key=message_key(event).encode("utf-8"), value=value)
         future.add_errback(_on_error, event)
     except KafkaError as error:
         failed_sends += 1

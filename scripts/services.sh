@@ -14,12 +14,22 @@ DB_NAME="${DB_NAME:-graphspace}"
 DB_USER="${DB_USER:-graphspace}"
 DB_PASSWORD="${DB_PASSWORD:-graphspace}"
 PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
-PGDATA="$VAR/postgres"
 TANSU="$VAR/bin/tansu"
 
 mkdir -p "$VAR/log" "$VAR/run" "$VAR/redis"
 
 as_postgres() { su postgres -s /bin/bash -c "$*"; }
+
+# The cluster belongs to the postgres user, which must be able to reach its folder. A
+# checkout under a private folder (mktemp -d makes them 0700) cannot host it, so the data
+# then lives under /var/tmp, in a folder named after the checkout.
+PGDATA="${PGDATA:-$VAR/postgres}"
+PGLOG="$VAR/log/postgres.log"
+if ! as_postgres "test -x '$VAR'"; then
+  PGDATA="/var/tmp/graphspace-$(echo "$ROOT" | sha1sum | cut -c1-8)/postgres"
+  PGLOG="$(dirname "$PGDATA")/postgres.log"
+  mkdir -p "$(dirname "$PGDATA")" && chmod 755 "$(dirname "$PGDATA")"
+fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -39,13 +49,13 @@ start_postgres() {
     chown postgres:postgres "$PGDATA"
     chmod 700 "$PGDATA"
     # initdb refuses to run as root, so the postgres user owns the cluster.
-    as_postgres "'$PGBIN/initdb' -D '$PGDATA' -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null"
+    as_postgres "'$PGBIN/initdb' -D '$PGDATA' -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null"
   fi
   if port_open "$PGPORT"; then
     echo "postgres: already listening on $PGPORT"
   else
-    touch "$VAR/log/postgres.log" && chown postgres:postgres "$VAR/log/postgres.log"
-    as_postgres "'$PGBIN/pg_ctl' -D '$PGDATA' -l '$VAR/log/postgres.log' -w -t 60 \
+    touch "$PGLOG" && chown postgres:postgres "$PGLOG"
+    as_postgres "'$PGBIN/pg_ctl' -D '$PGDATA' -l '$PGLOG' -w -t 60 \
       -o \"-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-on}\" start >/dev/null"
     echo "postgres: started on 127.0.0.1:$PGPORT"
   fi
@@ -57,7 +67,7 @@ start_postgres() {
 }
 
 stop_postgres() {
-  if [ -s "$PGDATA/postmaster.pid" ]; then
+  if [ -s "$PGDATA/postmaster.pid" ] || as_postgres "test -s '$PGDATA/postmaster.pid'" 2>/dev/null; then
     as_postgres "'$PGBIN/pg_ctl' -D '$PGDATA' -m fast -w stop >/dev/null" && echo "postgres: stopped"
   fi
 }
