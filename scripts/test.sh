@@ -5,7 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh dev
-if bash scripts/services.sh status | grep -q down; then
+status="$(bash scripts/services.sh status)"
+if grep -q down <<<"$status"; then
   bash scripts/services.sh start
   trap 'bash scripts/services.sh stop' EXIT
 fi
