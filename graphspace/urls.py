@@ -1,13 +1,18 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from graphspace import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(template_name="graphspace/login.html"), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(next_page="/login/"), name="logout"),
+    path("login/", views.login_view, name="login"),
+    path("logout/", views.logout_view, name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/notifications/", include("notifications.api_urls")),
     path("api/v1/", include("graphspace.api.urls")),
+    path("notifications/", include("notifications.urls")),
+    path("digest/", include("notifications.digest_urls")),
+    # /healthz and /metrics
+    path("", include("graphspace.ops")),
+    # The GraphSpace pages: graphs, layouts, groups, members, sharing.
+    path("", include("graphspace.pages")),
 ]

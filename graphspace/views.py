@@ -1,16 +1,30 @@
-"""The GraphSpace pages (the notification center's pages come with its own app)."""
+"""Logging in and out (the GraphSpace pages live in graphspace/pages.py)."""
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
 
-from graphspace.models import Graph, Group
+
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    next_url = request.POST.get("next") or request.GET.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = "/"
+    error = None
+    email = ""
+    if request.method == "POST":
+        email = (request.POST.get("email") or "").strip().lower()
+        user = authenticate(request, username=email, password=request.POST.get("password") or "")
+        if user is not None:
+            login(request, user)
+            return redirect(next_url)
+        error = "Your email and password did not match. Please try again."
+    return render(request, "graphspace/login.html", {"error": error, "email": email, "next": next_url}, status=400 if error else 200)
 
 
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    return render(request, "graphspace/home.html", {
-        "graphs": Graph.objects.filter(owner=user).order_by("-updated_at")[:50],
-        "groups": Group.objects.filter(groupmember__user=user).order_by("name")[:50],
-    })
+@require_http_methods(["POST"])
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect("/login/")

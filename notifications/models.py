@@ -13,6 +13,36 @@ GROUP_TYPE_CHOICES = [(t, t) for t in ("share", "unshare", "add", "remove")]
 GROUP_RESOURCE_CHOICES = [(r, r) for r in ("graph", "layout", "group_member")]
 
 
+class NotificationCluster(models.Model):
+    """Similar notifications of one recipient, grouped when they are written (see
+    notifications/clustering.py for the rule). Stored, so the list, the counts, the expand
+    view and mark-read always agree."""
+
+    recipient = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notification_clusters")
+    topic = models.CharField(max_length=16)
+    type = models.CharField(max_length=16)
+    resource = models.CharField(max_length=16)
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # Part of the key on the group topic only: who acted.
+    actor_email = models.CharField(max_length=254, blank=True, default="")
+    key = models.CharField(max_length=400)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    size = models.IntegerField(default=0)
+    unread = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "notification_cluster"
+        indexes = [
+            # The notifications page: this user's clusters, newest first, by cursor.
+            models.Index(fields=["recipient", "-last_at", "-id"], name="cluster_newest"),
+            # The open cluster for a key: the newest one with that key.
+            models.Index(fields=["recipient", "key", "-last_at"], name="cluster_by_key"),
+            models.Index(fields=["recipient", "-last_at"], condition=Q(unread__gt=0), name="cluster_unread"),
+        ]
+
+
 class NotificationBase(models.Model):
     event_id = models.UUIDField()
     message = models.TextField()
@@ -25,7 +55,9 @@ class NotificationBase(models.Model):
     # When the action happened (from the event); created_at is when the row was written,
     # so a late event never lands in the middle of a page already read.
     occurred_at = models.DateTimeField()
-    cluster_key = models.CharField(max_length=128, blank=True, default="")
+    cluster = models.ForeignKey(
+        NotificationCluster, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

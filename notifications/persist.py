@@ -25,7 +25,7 @@ CHUNK = 1000
 
 _COMMON = (
     "event_id", "message", "type", "resource", "resource_id", "resource_name", "actor_email",
-    "is_read", "is_email_sent", "occurred_at", "cluster_key", "created_at", "updated_at",
+    "is_read", "is_email_sent", "occurred_at", "created_at", "updated_at",
 )
 OWNER_COLUMNS = _COMMON + ("owner_email",)
 GROUP_COLUMNS = _COMMON + ("member_email", "owner_email", "group_id")
@@ -47,7 +47,7 @@ def _common(event: Event, recipient: str, now: datetime) -> list[Any]:
     return [
         event.event_id, message_for(event, recipient), event.type, event.resource,
         event.resource_id, event.resource_name, event.actor, False, False,
-        event.occurred_at, "", now, now,
+        event.occurred_at, now, now,
     ]
 
 

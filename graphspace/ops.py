@@ -1,0 +1,3 @@
+"""Operations endpoints (/healthz, /metrics): placeholder."""
+
+urlpatterns: list[object] = []

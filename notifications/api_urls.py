@@ -1,0 +1,3 @@
+"""The notifications API: placeholder."""
+
+urlpatterns: list[object] = []

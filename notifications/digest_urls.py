@@ -1,0 +1,3 @@
+"""Digest links (unsubscribe): placeholder."""
+
+urlpatterns: list[object] = []

@@ -1,0 +1,3 @@
+"""The notifications page: placeholder."""
+
+urlpatterns: list[object] = []
