@@ -21,7 +21,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
             login(request, user)
             return redirect(next_url)
         error = "Your email and password did not match. Please try again."
-    return render(request, "graphspace/login.html", {"error": error, "email": email, "next": next_url}, status=400 if error else 200)
+    context = {"error": error, "email": email, "next": next_url}
+    return render(request, "graphspace/login.html", context, status=400 if error else 200)
 
 
 @require_http_methods(["POST"])
