@@ -138,6 +138,10 @@ CHANNEL_LAYERS = {
 
 # --- Notifications ---------------------------------------------------------------------
 DEMO_PASSWORD = env.str("GRAPHSPACE_DEMO_PASSWORD", default="graphspace-demo")
+# The clustering rule (notifications/clustering.py): a cluster takes a new notification that
+# arrives within the window of its previous one, up to the span from its first.
+NOTIFICATION_CLUSTER_WINDOW_MINUTES = env.int("NOTIFICATION_CLUSTER_WINDOW_MINUTES", default=60)
+NOTIFICATION_CLUSTER_SPAN_HOURS = env.int("NOTIFICATION_CLUSTER_SPAN_HOURS", default=24)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
@@ -152,3 +156,32 @@ LOGGING = {
         "kafka": {"level": "WARNING"},
     },
 }
+
+# --- Email and digest ------------------------------------------------------------------
+# Locally the SMTP catcher (`scripts/process.sh smtp`) listens on 127.0.0.1:1025.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="127.0.0.1")
+EMAIL_PORT = env.int("EMAIL_PORT", default=1025)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+# Seconds per socket operation: a hung mail server must end the attempt well within the
+# digest task's time limit, so that it fails as transient and is retried.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="GraphSpace <notifications@graphspace.local>")
+# When the daily digest starts, in TIME_ZONE. Applied to the periodic task when the
+# database is migrated; afterwards the schedule is edited in the admin.
+DIGEST_HOUR = env.int("DIGEST_HOUR", default=0)
+DIGEST_MINUTE = env.int("DIGEST_MINUTE", default=0)
+# Clusters listed in one email; the rest are summed up as "and N more".
+DIGEST_MAX_ITEMS = env.int("DIGEST_MAX_ITEMS", default=20)
+# Stored results name their task, so the admin and Flower show which digest they belong to.
+CELERY_RESULT_EXTENDED = True
+
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ValueError("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive; set one of them")
+if not (0 <= DIGEST_HOUR <= 23 and 0 <= DIGEST_MINUTE <= 59):
+    raise ValueError(f"DIGEST_HOUR={DIGEST_HOUR} DIGEST_MINUTE={DIGEST_MINUTE} is not a time of day")
+if DIGEST_MAX_ITEMS < 1:
+    raise ValueError(f"DIGEST_MAX_ITEMS={DIGEST_MAX_ITEMS} must be at least 1")

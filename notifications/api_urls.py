@@ -1,3 +1,18 @@
-"""The notifications API: placeholder."""
+"""Routes of the notifications API (see openapi.py for the document that describes them)."""
 
-urlpatterns: list[object] = []
+from django.urls import path, re_path
+
+from graphspace.api.http import api_view
+from notifications import api, openapi
+
+urlpatterns = [
+    path("", api_view({"GET": api.list_clusters})),
+    path("count", api_view({"GET": api.count})),
+    path("read", api_view({"POST": api.read_all})),
+    path("settings", api_view({"GET": api.get_settings, "PUT": api.put_settings})),
+    path("openapi.json", openapi.document),
+    path("clusters/<int:cluster_id>", api_view({"GET": api.get_cluster})),
+    path("clusters/<int:cluster_id>/read", api_view({"POST": api.read_cluster})),
+    re_path(r"^(?P<topic>owner|group)/(?P<item_id>\d+)$", api_view({"GET": api.get_item})),
+    re_path(r"^(?P<topic>owner|group)/(?P<item_id>\d+)/read$", api_view({"POST": api.read_item})),
+]

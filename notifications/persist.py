@@ -1,34 +1,45 @@
-"""Write a batch of events as notification rows: bulk, idempotent, in one transaction."""
+"""Write a batch of events as notification rows: bulk, idempotent, clustered, one transaction.
+
+Query budget for a batch, whatever its size: lock the groups, read their members, read the
+recipients, take the recipients' cluster locks, skip rows already stored, read the open
+clusters, create the new clusters, insert the rows, update the clusters' counts. Inserts are
+chunked at CHUNK rows.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from graphspace.models import Group, GroupMember, User
+from notifications.clustering import Span, assign, cluster_key
 from notifications.events import Event
 from notifications.messages import message_for
+from notifications.models import NotificationCluster
 from notifications.recipients import recipients
 
 log = logging.getLogger(__name__)
 
-# Rows per INSERT statement: 1,000 rows x 15 columns stays far below PostgreSQL's 65,535
+# Rows per INSERT statement: 1,000 rows x 16 columns stays far below PostgreSQL's 65,535
 # bind parameters and keeps each statement's plan cheap.
 CHUNK = 1000
 
 _COMMON = (
     "event_id", "message", "type", "resource", "resource_id", "resource_name", "actor_email",
-    "is_read", "is_email_sent", "occurred_at", "created_at", "updated_at",
+    "is_read", "is_email_sent", "occurred_at", "created_at", "updated_at", "cluster_id",
 )
 OWNER_COLUMNS = _COMMON + ("owner_email",)
 GROUP_COLUMNS = _COMMON + ("member_email", "owner_email", "group_id")
+TABLES = {"owner": ("owner_notification", "owner_email"), "group": ("group_notification", "member_email")}
 
 
 @dataclass
@@ -43,30 +54,20 @@ class PersistResult:
         return len(self.owner_ids) + len(self.group_ids)
 
 
-def _common(event: Event, recipient: str, now: datetime) -> list[Any]:
-    return [
-        event.event_id, message_for(event, recipient), event.type, event.resource,
-        event.resource_id, event.resource_name, event.actor, False, False,
-        event.occurred_at, now, now,
-    ]
+@dataclass
+class Planned:
+    event: Event
+    recipient: str
+    key: str
+    cluster_id: int | None = None
 
 
-def _insert(table: str, columns: Sequence[str], key: str, rows: list[list[Any]]) -> list[int]:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: only the rows that are new come back,
-    so a redelivered batch returns nothing and changes nothing."""
-    ids: list[int] = []
-    cols = ", ".join(f'"{c}"' for c in columns)
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start : start + CHUNK]
-            sql = (
-                f'INSERT INTO "{table}" ({cols}) VALUES {", ".join([one] * len(chunk))} '
-                f'ON CONFLICT ("event_id", "{key}") DO NOTHING RETURNING "id"'
-            )
-            cursor.execute(sql, [value for row in chunk for value in row])
-            ids.extend(r[0] for r in cursor.fetchall())
-    return ids
+def window() -> timedelta:
+    return timedelta(minutes=settings.NOTIFICATION_CLUSTER_WINDOW_MINUTES)
+
+
+def span() -> timedelta:
+    return timedelta(hours=settings.NOTIFICATION_CLUSTER_SPAN_HOURS)
 
 
 def _group_members(group_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -76,17 +77,124 @@ def _group_members(group_ids: Iterable[int]) -> dict[int, list[str]]:
     if not wanted:
         return {}
     existing = list(
-        Group.objects.select_for_update(no_key=True)
-        .filter(id__in=wanted)
-        .order_by("id")
-        .values_list("id", flat=True)
+        Group.objects.select_for_update(no_key=True).filter(id__in=wanted).order_by("id").values_list("id", flat=True)
     )
     members: dict[int, list[str]] = {gid: [] for gid in existing}
-    for gid, email in GroupMember.objects.filter(group_id__in=existing).values_list(
-        "group_id", "user__email"
-    ):
+    for gid, email in GroupMember.objects.filter(group_id__in=existing).values_list("group_id", "user__email"):
         members[gid].append(email)
     return members
+
+
+def _lock_recipients(emails: Sequence[str]) -> None:
+    """Serialise cluster assignment per recipient: two workers writing for the same user at
+    once would otherwise both see no open cluster and open two for the same key. Locks are
+    taken in sorted order in one statement, so two batches cannot deadlock on them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('notification-cluster:' || e)) "
+            "FROM unnest(%s::text[]) AS e ORDER BY e",
+            [sorted(emails)],
+        )
+
+
+def _already_stored(topic: str, event_ids: list[uuid.UUID]) -> set[tuple[uuid.UUID, str]]:
+    table, column = TABLES[topic]
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT event_id, "{column}" FROM "{table}" WHERE event_id = ANY(%s)', [event_ids])
+        return {(row[0], row[1]) for row in cursor.fetchall()}
+
+
+def _open_clusters(user_ids: Iterable[int], keys: Iterable[str]) -> dict[tuple[int, str], tuple[int, Span]]:
+    """The newest cluster per (recipient, key), from the cluster_by_key index."""
+    rows = (
+        NotificationCluster.objects.filter(recipient_id__in=set(user_ids), key__in=set(keys))
+        .order_by("recipient_id", "key", "-last_at")
+        .distinct("recipient_id", "key")
+        .values_list("recipient_id", "key", "id", "first_at", "last_at")
+    )
+    return {(uid, key): (cid, Span(first, last)) for uid, key, cid, first, last in rows}
+
+
+def _assign_clusters(planned: list[Planned], user_ids: dict[str, int], now: datetime) -> list[int]:
+    """Give every planned row its cluster, creating the clusters it needs. Returns the ids of
+    the clusters created."""
+    open_clusters = _open_clusters((user_ids[p.recipient] for p in planned), (p.key for p in planned))
+    by_recipient: dict[str, list[Planned]] = defaultdict(list)
+    for p in planned:
+        by_recipient[p.recipient].append(p)
+    to_create: list[tuple[list[Planned], NotificationCluster]] = []
+    for email, rows in by_recipient.items():
+        uid = user_ids[email]
+        mine = {key: held for (u, key), held in open_clusters.items() if u == uid}
+        placed, new = assign([(p.key, now) for p in rows], mine, window=window(), span=span())
+        members: list[list[Planned]] = [[] for _ in new]
+        for p, where in zip(rows, placed, strict=True):
+            if where.existing is not None:
+                p.cluster_id = where.existing
+            else:
+                assert where.new is not None
+                members[where.new].append(p)
+        for (key, s), group in zip(new, members, strict=True):
+            e = group[0].event
+            to_create.append((group, NotificationCluster(
+                recipient_id=uid, topic=e.topic, type=e.type, resource=e.resource, group_id=e.group_id,
+                actor_email=(e.actor or "") if e.topic == "group" else "", key=key,
+                first_at=s.first_at, last_at=s.last_at, size=0, unread=0,
+            )))
+    created = NotificationCluster.objects.bulk_create([c for _, c in to_create])
+    for (group, _), cluster in zip(to_create, created, strict=True):
+        for p in group:
+            p.cluster_id = cluster.id
+    return [c.id for c in created]
+
+
+def _row(p: Planned, now: datetime) -> list[Any]:
+    e = p.event
+    row = [
+        e.event_id, message_for(e, p.recipient), e.type, e.resource, e.resource_id, e.resource_name,
+        e.actor, False, False, e.occurred_at, now, now, p.cluster_id, p.recipient,
+    ]
+    if e.topic == "group":
+        row += [e.actor, e.group_id]
+    return row
+
+
+def _insert(topic: str, rows: list[list[Any]]) -> list[tuple[int, int]]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, cluster_id: only new rows come back,
+    so a redelivered batch returns nothing and changes nothing."""
+    table, column = TABLES[topic]
+    columns = OWNER_COLUMNS if topic == "owner" else GROUP_COLUMNS
+    out: list[tuple[int, int]] = []
+    cols = ", ".join(f'"{c}"' for c in columns)
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            cursor.execute(
+                f'INSERT INTO "{table}" ({cols}) VALUES {", ".join([one] * len(chunk))} '
+                f'ON CONFLICT ("event_id", "{column}") DO NOTHING RETURNING "id", "cluster_id"',
+                [value for row in chunk for value in row],
+            )
+            out.extend((r[0], r[1]) for r in cursor.fetchall())
+    return out
+
+
+def _count_into_clusters(inserted: list[tuple[int, int]], now: datetime, created: list[int]) -> None:
+    """Add the rows really inserted to their clusters' size and unread count; drop clusters
+    opened for rows that turned out to be duplicates."""
+    per_cluster: dict[int, int] = defaultdict(int)
+    for _, cid in inserted:
+        per_cluster[cid] += 1
+    with connection.cursor() as cursor:
+        if per_cluster:
+            cursor.execute(
+                "UPDATE notification_cluster AS c SET size = c.size + v.n, unread = c.unread + v.n, "
+                "last_at = GREATEST(c.last_at, %s) FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE c.id = v.id",
+                [now, list(per_cluster), list(per_cluster.values())],
+            )
+        empty = [cid for cid in created if cid not in per_cluster]
+        if empty:
+            cursor.execute("DELETE FROM notification_cluster WHERE id = ANY(%s) AND size = 0", [empty])
 
 
 def persist_events(events: Sequence[Event]) -> PersistResult:
@@ -94,35 +202,44 @@ def persist_events(events: Sequence[Event]) -> PersistResult:
     result = PersistResult()
     now = timezone.now()
     with transaction.atomic():
-        members = _group_members(e.group_id for e in events if e.group_id is not None)
-        planned: list[tuple[Event, str]] = []
+        members = _group_members(e.group_id for e in events if e.topic == "group" and e.group_id is not None)
+        pairs: list[tuple[Event, str]] = []
         for event in events:
-            group_members = members.get(event.group_id, []) if event.group_id else []
             if event.topic == "group" and event.group_id not in members:
-                log.info("event %s: group %s no longer exists", event.event_id, event.group_id)
+                log.info("event %s: group %s no longer exists", event.event_id, event.group_id,
+                         extra={"event_id": str(event.event_id)})
                 continue
-            planned.extend((event, r) for r in recipients(event, group_members))
-        emails = {r for _, r in planned}
-        known = set(User.objects.filter(email__in=emails).values_list("email", flat=True))
-        result.unknown_recipients = emails - known
-
-        owner_rows: list[list[Any]] = []
-        group_rows: list[list[Any]] = []
-        seen: set[tuple[uuid.UUID, str]] = set()
-        for event, recipient in planned:
-            if recipient not in known or (event.event_id, recipient) in seen:
+            group_members = members.get(event.group_id, []) if event.group_id is not None else []
+            pairs.extend((event, r) for r in recipients(event, group_members))
+        emails = {r for _, r in pairs}
+        user_ids = dict(User.objects.filter(email__in=emails).values_list("email", "id")) if emails else {}
+        result.unknown_recipients = emails - set(user_ids)
+        if user_ids:
+            _lock_recipients(list(user_ids))
+        stored: set[tuple[uuid.UUID, str]] = set()
+        for topic in ("owner", "group"):
+            ids = list({e.event_id for e, _ in pairs if e.topic == topic})
+            if ids:
+                stored |= _already_stored(topic, ids)
+        planned: list[Planned] = []
+        for event, recipient in pairs:
+            if recipient not in user_ids or (event.event_id, recipient) in stored:
                 continue
-            seen.add((event.event_id, recipient))
-            row = _common(event, recipient, now)
-            if event.topic == "owner":
-                owner_rows.append(row + [recipient])
-            else:
-                group_rows.append(row + [recipient, event.actor, event.group_id])
-        if owner_rows:
-            result.owner_ids = _insert("owner_notification", OWNER_COLUMNS, "owner_email", owner_rows)
-        if group_rows:
-            result.group_ids = _insert("group_notification", GROUP_COLUMNS, "member_email", group_rows)
+            stored.add((event.event_id, recipient))
+            key = cluster_key(topic=event.topic, type=event.type, resource=event.resource,
+                              group_id=event.group_id, actor=event.actor)
+            planned.append(Planned(event, recipient, key))
+        if planned:
+            created = _assign_clusters(planned, user_ids, now)
+            inserted: list[tuple[int, int]] = []
+            for topic in ("owner", "group"):
+                rows = [_row(p, now) for p in planned if p.event.topic == topic]
+                if rows:
+                    got = _insert(topic, rows)
+                    inserted += got
+                    ids = [i for i, _ in got]
+                    (result.owner_ids if topic == "owner" else result.group_ids).extend(ids)
+            _count_into_clusters(inserted, now, created)
     if result.unknown_recipients:
         log.warning("no such users, not notified: %s", ", ".join(sorted(result.unknown_recipients)))
     return result
-

@@ -1,8 +1,36 @@
-"""Reading notifications: counts and pages, each one indexed query."""
+"""Reading notifications: the unread count, pages of clusters, a cluster's items.
+
+Every read is scoped to one recipient first, so another user's rows are never found, and
+each page is one index range scan: the cursor is a (time, id) position, never an offset.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
 from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from graphspace.models import User
+from notifications.models import GroupNotification, NotificationCluster, OwnerNotification
+
+MAX_LIMIT = 100
+PREVIEW = 3
+TYPES = ("upload", "create", "update", "delete", "share", "unshare", "add", "remove")
+RESOURCES = ("graph", "layout", "group", "group_member")
+TABLE_MODEL: dict[str, type[OwnerNotification] | type[GroupNotification]] = {
+    "owner": OwnerNotification, "group": GroupNotification,
+}
+
+
+class BadFilter(ValueError):
+    pass
 
 
 def unread_count(email: str) -> int:
@@ -14,3 +42,199 @@ def unread_count(email: str) -> int:
             [email, email],
         )
         return int(cursor.fetchone()[0])
+
+
+def recipient_of(model: type[OwnerNotification] | type[GroupNotification], user: User) -> Q:
+    return Q(owner_id=user.email) if model is OwnerNotification else Q(member_id=user.email)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the notifications page and API filter by; every field optional."""
+
+    unread_only: bool = False
+    topic: str | None = None
+    group_id: int | None = None
+    type: str | None = None
+    resource: str | None = None
+    q: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> Filters:
+        def one(name: str) -> str | None:
+            value = params.get(name)
+            return str(value).strip() if value not in (None, "") else None
+
+        state = one("state") or "all"
+        if state not in ("all", "unread"):
+            raise BadFilter("state must be 'all' or 'unread'.")
+        topic = one("topic")
+        if topic not in (None, "owner", "group"):
+            raise BadFilter("topic must be 'owner' or 'group'.")
+        kind, resource = one("type"), one("resource")
+        if kind is not None and kind not in TYPES:
+            raise BadFilter(f"type must be one of {', '.join(TYPES)}.")
+        if resource is not None and resource not in RESOURCES:
+            raise BadFilter(f"resource must be one of {', '.join(RESOURCES)}.")
+        group_id = one("group_id")
+        if group_id is not None and not group_id.isdigit():
+            raise BadFilter("group_id must be an integer.")
+        return cls(
+            unread_only=state == "unread", topic=topic, group_id=int(group_id) if group_id else None,
+            type=kind, resource=resource, q=one("q"),
+            since=_when(one("since"), "since"), until=_when(one("until"), "until", end_of_day=True),
+        )
+
+    def as_params(self) -> dict[str, str]:
+        out = {"state": "unread" if self.unread_only else "all"}
+        for name in ("topic", "group_id", "type", "resource", "q"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = str(value)
+        return out
+
+
+def _when(value: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
+    """A date (a whole day) or a datetime; naive values are UTC."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime.combine(day, time.min, tzinfo=UTC)
+            return moment + timedelta(days=1) if end_of_day else moment
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadFilter(f"{name} must be a date (YYYY-MM-DD) or an ISO-8601 time.") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def clusters(user: User, filters: Filters) -> QuerySet[NotificationCluster]:
+    """This user's clusters that the filters show, newest first."""
+    qs = NotificationCluster.objects.filter(recipient=user)
+    f = filters
+    if f.unread_only:
+        qs = qs.filter(unread__gt=0)
+    if f.topic:
+        qs = qs.filter(topic=f.topic)
+    if f.group_id is not None:
+        qs = qs.filter(group_id=f.group_id)
+    if f.type:
+        qs = qs.filter(type=f.type)
+    if f.resource:
+        qs = qs.filter(resource=f.resource)
+    if f.since:
+        qs = qs.filter(last_at__gte=f.since)
+    if f.until:
+        qs = qs.filter(first_at__lt=f.until)
+    if f.q:
+        text = Q(resource_name__icontains=f.q) | Q(message__icontains=f.q) | Q(actor_email__icontains=f.q)
+        matches = Q()
+        for topic, model in TABLE_MODEL.items():
+            if f.topic in (None, topic):
+                inner = model.objects.filter(recipient_of(model, user), text, cluster_id=OuterRef("pk"))
+                matches |= Q(Exists(inner))
+        qs = qs.filter(matches)
+    return qs.order_by("-last_at", "-id")
+
+
+# --- cursors ---------------------------------------------------------------------------
+
+def encode_cursor(moment: datetime, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{moment.isoformat()}|{pk}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, pk = raw.rsplit("|", 1)
+        return datetime.fromisoformat(moment), int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadFilter("cursor is not one this API gave out.") from None
+
+
+def limit_of(value: Any, default: int = 20) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadFilter("limit must be an integer.") from None
+    if not 1 <= number <= MAX_LIMIT:
+        raise BadFilter(f"limit must be between 1 and {MAX_LIMIT}.")
+    return number
+
+
+@dataclass
+class ClusterView:
+    cluster: NotificationCluster
+    # The newest few items (all of them when the cluster is small), newest first.
+    items: list[OwnerNotification | GroupNotification]
+
+
+def cluster_page(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple[list[ClusterView], str | None]:
+    """One page of clusters and the cursor of the next (None on the last page). Three
+    queries: the clusters, then the preview items of each table."""
+    qs = clusters(user, filters).select_related("group")
+    position = decode_cursor(cursor)
+    if position:
+        moment, pk = position
+        qs = qs.filter(Q(last_at__lt=moment) | Q(last_at=moment, id__lt=pk))
+    page = list(qs[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    previews = _previews(user, page)
+    views = [ClusterView(c, previews.get(c.id, [])) for c in page]
+    next_cursor = encode_cursor(page[-1].last_at, page[-1].id) if more and page else None
+    return views, next_cursor
+
+
+def _previews(user: User, page: list[NotificationCluster]) -> dict[int, list[Any]]:
+    """The newest PREVIEW items of each cluster on the page, one query per topic."""
+    found: dict[int, list[Any]] = defaultdict(list)
+    for topic, model in TABLE_MODEL.items():
+        ids = [c.id for c in page if c.topic == topic]
+        if not ids:
+            continue
+        table = model._meta.db_table
+        column = "owner_email" if model is OwnerNotification else "member_email"
+        rows = model.objects.raw(
+            f'SELECT * FROM (SELECT n.*, row_number() OVER (PARTITION BY cluster_id ORDER BY created_at DESC, id DESC) AS rn '
+            f'FROM "{table}" n WHERE cluster_id = ANY(%s) AND "{column}" = %s) ranked WHERE rn <= %s '
+            f"ORDER BY cluster_id, created_at DESC, id DESC",
+            [ids, user.email, PREVIEW],
+        )
+        for row in rows:
+            found[row.cluster_id].append(row)
+    return found
+
+
+def cluster_items(
+    user: User, cluster_id: int, cursor: str | None, limit: int,
+) -> tuple[NotificationCluster, list[Any], str | None] | None:
+    """A cluster's items, newest first, by cursor; None if it is not this user's."""
+    cluster = NotificationCluster.objects.select_related("group").filter(pk=cluster_id, recipient=user).first()
+    if cluster is None:
+        return None
+    model = TABLE_MODEL[cluster.topic]
+    qs = model.objects.filter(recipient_of(model, user), cluster_id=cluster.id).order_by("-created_at", "-id")
+    position = decode_cursor(cursor)
+    if position:
+        moment, pk = position
+        qs = qs.filter(Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk))
+    items = list(qs[: limit + 1])
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more and items else None
+    return cluster, items, next_cursor
+
+
+def item(user: User, topic: str, pk: int) -> OwnerNotification | GroupNotification | None:
+    model = TABLE_MODEL.get(topic)
+    if model is None:
+        return None
+    return model.objects.filter(recipient_of(model, user), pk=pk).first()

@@ -9,6 +9,7 @@ from graphspace.celery import app
 from notifications.events import Event
 from notifications.persist import persist_events as persist
 from tasks.base import GraphSpaceTask
+from tasks.broadcast import broadcast_notifications
 
 log = logging.getLogger(__name__)
 
@@ -24,4 +25,7 @@ def persist_events(events: list[dict[str, Any]]) -> int:
         "persisted %d events as %d notifications: %s",
         len(parsed), result.created, ", ".join(str(e.event_id) for e in parsed[:20]),
     )
+    if result.created:
+        # The rows are committed (persist's transaction has ended): the pages may hear of them.
+        broadcast_notifications.delay(result.owner_ids, result.group_ids)
     return result.created

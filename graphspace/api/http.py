@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from graphspace.actions import ActionError
@@ -69,11 +70,18 @@ def basic_auth_user(header: str) -> User | None:
     return user  # type: ignore[return-value]
 
 
+_csrf = CsrfViewMiddleware(lambda request: HttpResponse())
+
+
 def request_user(request: HttpRequest) -> User | None:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
         return basic_auth_user(header)
     if request.user.is_authenticated:
+        # A browser's cookie is sent with any site's form: a change made on the strength of
+        # the session alone must carry the CSRF token (Basic-auth calls need none).
+        if request.method not in ("GET", "HEAD", "OPTIONS") and _csrf.process_view(request, None, (), {}) is not None:
+            raise errors.ApiError(403, errors.USER_NOT_AUTHORIZED, "CSRF token missing or incorrect.")
         return request.user  # type: ignore[return-value]
     return None
 
@@ -144,7 +152,7 @@ def api_view(methods: dict[str, Handler]) -> Callable[..., HttpResponse]:
             handler = methods.get(request.method or "")
             if handler is None:
                 raise errors.method_not_allowed(request.method or "")
-            ids = {k: int(v) for k, v in kwargs.items()}
+            ids = {k: int(v) if k.endswith("_id") else v for k, v in kwargs.items()}
             status, payload = handler(request, user, **ids)
             return JsonResponse(payload, status=status, safe=False)
         except errors.ApiError as error:

@@ -1,0 +1,60 @@
+"""Push new notifications and the new unread count to their recipients' open pages."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection
+
+from graphspace.models import User
+from notifications.channels import send_to_users
+from notifications.models import GroupNotification, OwnerNotification
+from notifications.serializers import item_json
+
+# Items carried in one push; the page refetches when a message says there are more.
+MAX_ITEMS = 20
+
+
+def _unread_counts(emails: list[str]) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e, (SELECT count(*) FROM owner_notification WHERE owner_email = e AND NOT is_read)"
+            " + (SELECT count(*) FROM group_notification WHERE member_email = e AND NOT is_read)"
+            " FROM unnest(%s::text[]) AS e",
+            [emails],
+        )
+        return {row[0]: int(row[1]) for row in cursor.fetchall()}
+
+
+def broadcast(owner_ids: Sequence[int], group_ids: Sequence[int]) -> int:
+    """One message per recipient, sent in one coroutine. Four queries whatever the batch."""
+    per_user: dict[str, list[Any]] = defaultdict(list)
+    for row in OwnerNotification.objects.filter(id__in=owner_ids).order_by("-created_at", "-id"):
+        per_user[row.owner_id].append(item_json(row, row.owner_id))
+    rows = GroupNotification.objects.filter(id__in=group_ids).select_related("group").order_by("-created_at", "-id")
+    for row in rows:
+        per_user[row.member_id].append(item_json(row, row.member_id, row.group.name))
+    if not per_user:
+        return 0
+    emails = sorted(per_user)
+    user_ids = dict(User.objects.filter(email__in=emails).values_list("email", "id"))
+    counts = _unread_counts(emails)
+    messages = [
+        (user_ids[email], {
+            "type": "notifications.new",
+            "items": per_user[email][:MAX_ITEMS],
+            "more": max(0, len(per_user[email]) - MAX_ITEMS),
+            "unread_count": counts.get(email, 0),
+        })
+        for email in emails if email in user_ids
+    ]
+    return send_to_users(messages)
+
+
+def push_count(user: User) -> None:
+    """After a mark-read: every open page of this user shows the new count."""
+    from notifications.queries import unread_count
+
+    send_to_users([(user.id, {"type": "notifications.count", "unread_count": unread_count(user.email)})])

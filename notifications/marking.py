@@ -1,0 +1,70 @@
+"""Marking notifications read: one item, one cluster, or everything a filter shows.
+
+Setting, never toggling. Each answer says how many rows changed, and each keeps the
+clusters' unread counts exact: the rows flipped are returned by the same UPDATE that
+flips them, and their clusters are decremented by exactly that many.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.db import connection, transaction
+from django.db.models import QuerySet
+
+from graphspace.models import User
+from notifications.models import GroupNotification, NotificationCluster, OwnerNotification
+from notifications.queries import TABLE_MODEL, Filters, clusters, recipient_of
+
+
+def _flip(qs: QuerySet[OwnerNotification] | QuerySet[GroupNotification]) -> int:
+    """Mark the unread rows of `qs` read; decrement their clusters. Returns rows changed."""
+    table = qs.model._meta.db_table
+    select, params = qs.filter(is_read=False).values("id").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{table}" SET is_read = true, updated_at = now() '
+            f"WHERE id IN ({select}) AND NOT is_read RETURNING cluster_id",
+            params,
+        )
+        flipped = Counter(row[0] for row in cursor.fetchall())
+        if flipped:
+            cursor.execute(
+                "UPDATE notification_cluster AS c SET unread = GREATEST(c.unread - v.n, 0) "
+                "FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE c.id = v.id",
+                [list(flipped), list(flipped.values())],
+            )
+    return sum(flipped.values())
+
+
+def mark_item(user: User, topic: str, pk: int) -> int | None:
+    """None when the item is not this user's (the API answers 404)."""
+    model = TABLE_MODEL.get(topic)
+    if model is None:
+        return None
+    qs = model.objects.filter(recipient_of(model, user), pk=pk)
+    with transaction.atomic():
+        if not qs.exists():
+            return None
+        return _flip(qs)
+
+
+def mark_cluster(user: User, cluster_id: int) -> int | None:
+    """Exactly the items of this cluster; None when it is not this user's."""
+    cluster = NotificationCluster.objects.filter(pk=cluster_id, recipient=user).first()
+    if cluster is None:
+        return None
+    model = TABLE_MODEL[cluster.topic]
+    with transaction.atomic():
+        return _flip(model.objects.filter(recipient_of(model, user), cluster_id=cluster.id))
+
+
+def mark_all(user: User, filters: Filters) -> int:
+    """Every item of every cluster the filters show (all pages, not only the loaded ones)."""
+    shown = clusters(user, filters).values("id")
+    changed = 0
+    with transaction.atomic():
+        for topic, model in TABLE_MODEL.items():
+            if filters.topic in (None, topic):
+                changed += _flip(model.objects.filter(recipient_of(model, user), cluster_id__in=shown))
+    return changed

@@ -1,0 +1,112 @@
+"""The OpenAPI document of the notifications API, served at /api/v1/notifications/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+
+FILTERS = [
+    {"name": "state", "in": "query", "schema": {"enum": ["all", "unread"], "default": "all"}},
+    {"name": "topic", "in": "query", "schema": {"enum": ["owner", "group"]},
+     "description": "owner = My resources; group = group notifications"},
+    {"name": "group_id", "in": "query", "schema": {"type": "integer"}},
+    {"name": "type", "in": "query",
+     "schema": {"enum": ["upload", "create", "update", "delete", "share", "unshare", "add", "remove"]}},
+    {"name": "resource", "in": "query", "schema": {"enum": ["graph", "layout", "group", "group_member"]}},
+    {"name": "q", "in": "query", "schema": {"type": "string"}, "description": "free text in names, messages, actors"},
+    {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "YYYY-MM-DD or ISO-8601"},
+    {"name": "until", "in": "query", "schema": {"type": "string"}, "description": "YYYY-MM-DD (inclusive) or ISO-8601"},
+]
+PAGE = [
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page"},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+]
+ERROR = {"$ref": "#/components/responses/Error"}
+CHANGED = {"200": {"description": "rows changed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Changed"}}}},
+           "401": ERROR, "404": ERROR}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"description": "OK", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "GraphSpace notifications API", "version": "1"},
+    "servers": [{"url": "/api/v1/notifications"}],
+    "security": [{"basic": []}, {"session": []}],
+    "paths": {
+        "/": {"get": {"summary": "Clusters of the requesting user, newest first, by cursor",
+                      "parameters": FILTERS + PAGE, "responses": {"200": _json("ClusterPage"), "400": ERROR, "401": ERROR}}},
+        "/count": {"get": {"summary": "Unread count", "responses": {"200": _json("Count"), "401": ERROR}}},
+        "/read": {"post": {"summary": "Mark read every item of every cluster the filters show",
+                           "parameters": FILTERS, "responses": CHANGED}},
+        "/clusters/{cluster_id}": {"get": {
+            "summary": "Expand a cluster: its items, newest first, by cursor",
+            "parameters": [{"name": "cluster_id", "in": "path", "required": True, "schema": {"type": "integer"}}] + PAGE,
+            "responses": {"200": _json("ClusterItems"), "401": ERROR, "404": ERROR}}},
+        "/clusters/{cluster_id}/read": {"post": {
+            "summary": "Mark exactly the items of this cluster read",
+            "parameters": [{"name": "cluster_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": CHANGED}},
+        "/{topic}/{item_id}": {"get": {
+            "summary": "One notification",
+            "parameters": [{"name": "topic", "in": "path", "required": True, "schema": {"enum": ["owner", "group"]}},
+                           {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": _json("Item"), "401": ERROR, "404": ERROR}}},
+        "/{topic}/{item_id}/read": {"post": {
+            "summary": "Mark one notification read",
+            "parameters": [{"name": "topic", "in": "path", "required": True, "schema": {"enum": ["owner", "group"]}},
+                           {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": CHANGED}},
+        "/settings": {
+            "get": {"summary": "Email digest opt-in", "responses": {"200": _json("Settings"), "401": ERROR}},
+            "put": {"summary": "Set the email digest opt-in (a set, not a toggle)",
+                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Settings"}}}},
+                    "responses": {"200": _json("Settings"), "400": ERROR, "401": ERROR}},
+        },
+    },
+    "components": {
+        "securitySchemes": {"basic": {"type": "http", "scheme": "basic"},
+                            "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"}},
+        "responses": {"Error": {"description": "GraphSpace error body", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"status_code": {"type": "integer"}, "error_code": {"type": "integer"},
+                                             "error_message": {"type": "string"}, "error_details": {"type": "string"},
+                                             "http_request": {"type": "string"}}}}}}},
+        "schemas": {
+            "Item": {"type": "object", "properties": {
+                "id": {"type": "string", "examples": ["group-12"]}, "pk": {"type": "integer"},
+                "topic": {"enum": ["owner", "group"]}, "type": {"type": "string"}, "resource": {"type": "string"},
+                "resource_id": {"type": "integer"}, "resource_name": {"type": "string"},
+                "actor_email": {"type": ["string", "null"]}, "group_id": {"type": ["integer", "null"]},
+                "group_name": {"type": ["string", "null"]}, "message": {"type": "string"},
+                "text": {"type": "string", "description": "worded for the reader: 'You shared graph XYZ with Lab'"},
+                "is_read": {"type": "boolean"}, "cluster_id": {"type": "integer"},
+                "created_at": {"type": "string", "format": "date-time"}, "occurred_at": {"type": "string", "format": "date-time"},
+                "url": {"type": "string"}}},
+            "Cluster": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "topic": {"type": "string"}, "type": {"type": "string"},
+                "resource": {"type": "string"}, "group_id": {"type": ["integer", "null"]},
+                "group_name": {"type": ["string", "null"]}, "actor_email": {"type": ["string", "null"]},
+                "size": {"type": "integer"}, "unread": {"type": "integer"}, "is_read": {"type": "boolean"},
+                "text": {"type": "string", "examples": ["5 graphs uploaded"]}, "preview": {"type": "string"},
+                "first_at": {"type": "string"}, "last_at": {"type": "string"},
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
+            "ClusterPage": {"type": "object", "properties": {
+                "clusters": {"type": "array", "items": {"$ref": "#/components/schemas/Cluster"}},
+                "next_cursor": {"type": ["string", "null"]}, "unread_count": {"type": "integer"}}},
+            "ClusterItems": {"type": "object", "properties": {
+                "cluster": {"$ref": "#/components/schemas/Cluster"},
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
+                "next_cursor": {"type": ["string", "null"]}}},
+            "Count": {"type": "object", "properties": {"unread_count": {"type": "integer"}}},
+            "Changed": {"type": "object", "properties": {"changed": {"type": "integer"}, "unread_count": {"type": "integer"}}},
+            "Settings": {"type": "object", "properties": {"receive_notification_email": {"type": "boolean"}}},
+        },
+    },
+}
+
+
+def document(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(SPEC)

@@ -1,0 +1,14 @@
+"""Broadcast the notifications a persist task has just committed."""
+
+from __future__ import annotations
+
+from graphspace.celery import app
+from notifications.broadcast import broadcast
+from tasks.base import GraphSpaceTask
+
+BROADCAST_TASK = "tasks.broadcast_notifications"
+
+
+@app.task(base=GraphSpaceTask, name=BROADCAST_TASK, ignore_result=True, max_retries=3)
+def broadcast_notifications(owner_ids: list[int], group_ids: list[int]) -> int:
+    return broadcast(owner_ids, group_ids)
