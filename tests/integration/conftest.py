@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_REDIS_DB = 13
+TEST_CHANNELS_DB = 12
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -105,9 +106,14 @@ def kafka_topics() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def broker_url() -> str:
+    """A Redis database of the tests' own for Celery, and another for the channel layer
+    (the tests' web process, worker and in-process consumers all share it)."""
     base = settings.CELERY_BROKER_URL.rsplit("/", 1)[0]
     url = f"{base}/{TEST_REDIS_DB}"
     redis.Redis.from_url(url).flushdb()
+    channels_url = f"{base}/{TEST_CHANNELS_DB}"
+    redis.Redis.from_url(channels_url).flushdb()
+    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"], "CONFIG": {"hosts": [channels_url]}}}
     return url
 
 
@@ -124,6 +130,7 @@ def process_env(django_db_setup: None, django_db_blocker: Any, kafka_topics: dic
         "KAFKA_CONSUMER_GROUP": f"t{RUN_ID}-notifications",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "CELERY_BROKER_URL": broker_url,
+        "CHANNELS_REDIS_URL": settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0],
         "CELERY_RESULT_BACKEND": "django-db",
         "CELERY_CONCURRENCY": "2",
         "PYTHONUNBUFFERED": "1",
@@ -144,6 +151,16 @@ def bridge(process_env: dict[str, str], worker: Process) -> Iterator[Process]:
     proc = Process("bridge", process_env)
     proc.start(ready="kafka_bridge: consuming")
     yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def web(process_env: dict[str, str]) -> Iterator[str]:
+    """The web process (daphne: HTTP and websockets) on a port of its own."""
+    port = free_port()
+    proc = Process("web", {**process_env, "WEB_PORT": str(port)}, label="web")
+    proc.start(ready="Listening on")
+    yield f"http://127.0.0.1:{port}"
     proc.stop()
 
 

@@ -1,0 +1,119 @@
+"""Two people in two browsers (Playwright driving Debian's headless Chromium) on the real
+system: daphne, the Kafka bridge, a Celery worker, Redis channels and a real websocket.
+
+Screenshots of the page and the bell land in test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from playwright import sync_api as playwright_api
+
+from graphspace import actions
+from notifications.models import GroupNotification
+from tests.conftest import PASSWORD, People
+from tests.integration.conftest import ARTIFACTS, wait_for
+from tests.integration.helpers import GRAPH
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make
+    # between browser steps are plain synchronous ones.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def log_in(browser: Any, web: str, email: str, dialogs: list[str]) -> Any:
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{web}/login/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web}/")
+    return page
+
+
+def bell_count(page: Any) -> int:
+    return int(page.get_attribute("#notification-bell", "data-unread-count"))
+
+
+def share_by_api(web: str, email: str, group_id: int, graph_id: int) -> None:
+    response = requests.post(f"{web}/api/v1/groups/{group_id}/graphs", data={"graph_id": graph_id},
+                             auth=(email, PASSWORD), headers={"Accept": "application/json"}, timeout=10)
+    assert response.status_code == 201, response.text
+
+
+def test_bob_sees_alices_share_live_expands_it_and_marks_it_read(
+    chromium: Any, web: str, people: People, pipeline: None,
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    lab = actions.create_group(people.alice, name="Lab <b>bold</b>")
+    actions.add_member(people.alice, lab, people.bob)
+    graphs = [actions.upload_graph(people.alice, name=name, graph_json=GRAPH) for name in (XSS_NAME, "Second graph")]
+    wait_for(lambda: GroupNotification.objects.filter(member_id="bob@example.com").exists(), what="bob's first notification")
+
+    dialogs: list[str] = []
+    bob = log_in(chromium, web, "bob@example.com", dialogs)
+    log_in(chromium, web, "alice@example.com", dialogs)
+    before = bell_count(bob)
+    assert before >= 1
+    # Let bob's websocket connect before alice acts.
+    bob.wait_for_function("() => document.readyState === 'complete'")
+    time.sleep(0.5)
+
+    started = time.monotonic()
+    share_by_api(web, "alice@example.com", lab.id, graphs[0].id)
+    bob.wait_for_function(f"() => Number(document.getElementById('notification-bell').dataset.unreadCount) >= {before + 1}",
+                          timeout=2000)
+    to_bell = time.monotonic() - started
+    print(f"\naction to bell: {to_bell * 1000:.0f} ms")
+    assert bell_count(bob) == before + 1
+    toast = bob.locator("#toasts .toast").first
+    toast.wait_for(state="visible", timeout=2000)
+    assert toast.inner_text() == f"alice@example.com shared graph {XSS_NAME} with Lab <b>bold</b>"
+    bob.screenshot(path=str(ARTIFACTS / "bell-after-share.png"))
+    bob.locator("#notification-bell").screenshot(path=str(ARTIFACTS / "bell.png"))
+
+    share_by_api(web, "alice@example.com", lab.id, graphs[1].id)
+    bob.wait_for_function(f"() => Number(document.getElementById('notification-bell').dataset.unreadCount) >= {before + 2}",
+                          timeout=2000)
+
+    bob.goto(f"{web}/notifications/?state=unread")
+    cluster = bob.locator(".cluster", has_text="alice@example.com shared 2 graphs with Lab <b>bold</b>")
+    cluster.wait_for(timeout=3000)
+    assert XSS_NAME in cluster.locator(".preview").inner_text()
+    cluster.locator("button.expand").click()
+    items = cluster.locator(".items .item")
+    items.first.wait_for(timeout=3000)
+    assert sorted(items.all_inner_texts())[0].startswith("alice@example.com shared graph")
+    assert items.count() == 2
+    bob.screenshot(path=str(ARTIFACTS / "notifications-page.png"), full_page=True)
+
+    cluster.locator("button.mark").click()
+    bob.wait_for_function(f"() => Number(document.getElementById('notification-bell').dataset.unreadCount) === {before}",
+                          timeout=3000)
+    assert bell_count(bob) == before
+    assert GroupNotification.objects.filter(member_id="bob@example.com", type="share", is_read=False).count() == 0
+
+    # The graph's name was shown as text everywhere and ran nothing.
+    assert dialogs == []
+    assert bob.locator("img[src=x]").count() == 0
+    bob.screenshot(path=str(ARTIFACTS / "notifications-page-read.png"), full_page=True)
