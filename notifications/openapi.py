@@ -23,8 +23,11 @@ PAGE = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
 ]
 ERROR = {"$ref": "#/components/responses/Error"}
-CHANGED = {"200": {"description": "rows changed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Changed"}}}},
-           "401": ERROR, "404": ERROR}
+CHANGED = {
+    "200": {"description": "rows changed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Changed"}}}},
+    "401": ERROR,
+    "404": ERROR,
+}
 
 
 def _json(ref: str) -> dict[str, Any]:

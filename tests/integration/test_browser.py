@@ -21,7 +21,6 @@ from tests.conftest import PASSWORD, People
 from tests.integration.conftest import ARTIFACTS, wait_for
 from tests.integration.helpers import GRAPH
 
-
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 XSS_NAME = "<img src=x onerror=alert(1)>"
