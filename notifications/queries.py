@@ -202,10 +202,12 @@ def _previews(user: User, page: list[NotificationCluster]) -> dict[int, list[Any
             continue
         table = model._meta.db_table
         column = "owner_email" if model is OwnerNotification else "member_email"
+        # One LATERAL lookup per cluster on the (cluster, created_at, id) index: PREVIEW rows
+        # each, however large the cluster.
         rows = model.objects.raw(
-            f'SELECT * FROM (SELECT n.*, row_number() OVER (PARTITION BY cluster_id ORDER BY created_at DESC, id DESC) AS rn '
-            f'FROM "{table}" n WHERE cluster_id = ANY(%s) AND "{column}" = %s) ranked WHERE rn <= %s '
-            f"ORDER BY cluster_id, created_at DESC, id DESC",
+            f'SELECT n.* FROM unnest(%s::bigint[]) AS c(id) CROSS JOIN LATERAL ('
+            f'SELECT * FROM "{table}" x WHERE x.cluster_id = c.id AND x."{column}" = %s '
+            f"ORDER BY x.created_at DESC, x.id DESC LIMIT %s) n",
             [ids, user.email, PREVIEW],
         )
         for row in rows:
