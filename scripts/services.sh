@@ -20,6 +20,10 @@ mkdir -p "$VAR/log" "$VAR/run" "$VAR/redis"
 
 as_postgres() { su postgres -s /bin/bash -c "$*"; }
 
+# Report progress, but never fail because nobody is listening any more (a closed terminal
+# or pipe must not stop a shutdown half-way).
+say() { echo "$@" 2>/dev/null || true; }
+
 # The cluster belongs to the postgres user, which must be able to reach its folder. A
 # checkout under a private folder (mktemp -d makes them 0700) cannot host it, so the data
 # then lives under /var/tmp, in a folder named after the checkout.
@@ -52,12 +56,12 @@ start_postgres() {
     as_postgres "'$PGBIN/initdb' -D '$PGDATA' -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null"
   fi
   if port_open "$PGPORT"; then
-    echo "postgres: already listening on $PGPORT"
+    say "postgres: already listening on $PGPORT"
   else
     touch "$PGLOG" && chown postgres:postgres "$PGLOG"
     as_postgres "'$PGBIN/pg_ctl' -D '$PGDATA' -l '$PGLOG' -w -t 60 \
       -o \"-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-on}\" start >/dev/null"
-    echo "postgres: started on 127.0.0.1:$PGPORT"
+    say "postgres: started on 127.0.0.1:$PGPORT"
   fi
   # The application's role and database, idempotently. CREATEDB lets the tests make theirs.
   as_postgres "psql -h /tmp -p $PGPORT -U postgres -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$DB_USER'\"" | grep -q 1 \
@@ -68,52 +72,56 @@ start_postgres() {
 
 stop_postgres() {
   if [ -s "$PGDATA/postmaster.pid" ] || as_postgres "test -s '$PGDATA/postmaster.pid'" 2>/dev/null; then
-    as_postgres "'$PGBIN/pg_ctl' -D '$PGDATA' -m fast -w stop >/dev/null" && echo "postgres: stopped"
+    as_postgres "'$PGBIN/pg_ctl' -D '$PGDATA' -m fast -w stop >/dev/null" && say "postgres: stopped"
   fi
 }
 
 start_redis() {
   if port_open "$REDIS_PORT"; then
-    echo "redis: already listening on $REDIS_PORT"
+    say "redis: already listening on $REDIS_PORT"
     return
   fi
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
     --dir "$VAR/redis" --pidfile "$VAR/run/redis.pid" --logfile "$VAR/log/redis.log" \
     --appendonly yes --save ""
   wait_port "$REDIS_PORT" redis
-  echo "redis: started on 127.0.0.1:$REDIS_PORT"
+  say "redis: started on 127.0.0.1:$REDIS_PORT"
 }
 
 stop_redis() {
-  if [ -s "$VAR/run/redis.pid" ] && kill -0 "$(cat "$VAR/run/redis.pid")" 2>/dev/null; then
-    kill "$(cat "$VAR/run/redis.pid")"
-    for _ in $(seq 1 50); do kill -0 "$(cat "$VAR/run/redis.pid")" 2>/dev/null || break; sleep 0.1; done
+  local pid
+  pid="$(cat "$VAR/run/redis.pid" 2>/dev/null || true)"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$VAR/run/redis.pid"
-    echo "redis: stopped"
+    say "redis: stopped"
   fi
 }
 
 start_kafka() {
   if port_open "$KAFKA_PORT"; then
-    echo "kafka (tansu): already listening on $KAFKA_PORT"
+    say "kafka (tansu): already listening on $KAFKA_PORT"
     return
   fi
   # Memory storage: the broker keeps no data across restarts; the topics are created
   # again by the setup step, and committed offsets start over with them.
-  nohup "$TANSU" broker \
+  # A session of its own: Ctrl-C in `make run` reaches the processes, which need the broker
+  # until they have stopped; the EXIT trap stops it after them.
+  setsid nohup "$TANSU" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --storage-engine memory://tansu/ >"$VAR/log/tansu.log" 2>&1 &
   echo $! >"$VAR/run/tansu.pid"
   wait_port "$KAFKA_PORT" tansu
-  echo "kafka (tansu): started on 127.0.0.1:$KAFKA_PORT"
+  say "kafka (tansu): started on 127.0.0.1:$KAFKA_PORT"
 }
 
 stop_kafka() {
   if [ -s "$VAR/run/tansu.pid" ] && kill -0 "$(cat "$VAR/run/tansu.pid")" 2>/dev/null; then
     kill "$(cat "$VAR/run/tansu.pid")"
     rm -f "$VAR/run/tansu.pid"
-    echo "kafka (tansu): stopped"
+    say "kafka (tansu): stopped"
   fi
 }
 
