@@ -176,6 +176,10 @@ DIGEST_HOUR = env.int("DIGEST_HOUR", default=0)
 DIGEST_MINUTE = env.int("DIGEST_MINUTE", default=0)
 # Clusters listed in one email; the rest are summed up as "and N more".
 DIGEST_MAX_ITEMS = env.int("DIGEST_MAX_ITEMS", default=20)
+# A digest claim older than this is taken to belong to a worker that died, and is sent
+# again. Keep it above the digest task's hard time limit (150 s, tasks/base.py), so that a
+# live worker has always finished or been killed before its claim lapses.
+DIGEST_CLAIM_LEASE_SECONDS = env.int("DIGEST_CLAIM_LEASE_SECONDS", default=300)
 # Stored results name their task, so the admin and Flower show which digest they belong to.
 CELERY_RESULT_EXTENDED = True
 
@@ -183,5 +187,5 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ValueError("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive; set one of them")
 if not (0 <= DIGEST_HOUR <= 23 and 0 <= DIGEST_MINUTE <= 59):
     raise ValueError(f"DIGEST_HOUR={DIGEST_HOUR} DIGEST_MINUTE={DIGEST_MINUTE} is not a time of day")
-if DIGEST_MAX_ITEMS < 1:
-    raise ValueError(f"DIGEST_MAX_ITEMS={DIGEST_MAX_ITEMS} must be at least 1")
+if DIGEST_MAX_ITEMS < 1 or DIGEST_CLAIM_LEASE_SECONDS < 1:
+    raise ValueError("DIGEST_MAX_ITEMS and DIGEST_CLAIM_LEASE_SECONDS must be at least 1")

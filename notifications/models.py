@@ -114,3 +114,38 @@ class GroupNotification(NotificationBase):
             models.Index(fields=["member"], condition=Q(is_read=False), name="group_notif_unread"),
             models.Index(fields=["group", "member", "-created_at"], name="group_notif_group"),
         ]
+
+
+class Digest(models.Model):
+    """One user's daily digest for one period (a day in settings.TIME_ZONE).
+
+    The unique (user, period) key is what makes two runs, or two workers at once, send one
+    email: each claims this row first (notifications/digest.py), and only the claimer sends.
+    `attempts` fences a claim: a worker only finishes the attempt it claimed.
+    """
+
+    SENDING = "sending"  # claimed; the email may be on its way (or the worker died)
+    SENT = "sent"  # the mail server accepted it and the listed notifications are marked
+    FAILED = "failed"  # the mail server refused or was down; a retry may claim it again
+    EMPTY = "empty"  # nothing unread and new when claimed; a later run may claim it again
+    STATUS_CHOICES = [(s, s) for s in (SENDING, SENT, FAILED, EMPTY)]
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="digests")
+    period = models.DateField()
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES)
+    attempts = models.IntegerField(default=0)
+    claimed_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Notifications the sent email listed (and marked emailed).
+    notification_count = models.IntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "notification_digest"
+        constraints = [
+            # One email per user and period: the claim is INSERT ... ON CONFLICT on this key.
+            models.UniqueConstraint(fields=["user", "period"], name="digest_once_per_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"digest {self.period} for user {self.user_id}: {self.status}"

@@ -24,5 +24,7 @@ case "${1:-}" in
     : "${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}"
     exec "$BIN/celery" -A graphspace flower --address="${FLOWER_HOST:-127.0.0.1}" \
       --port="${FLOWER_PORT:-5555}" --basic-auth="$FLOWER_BASIC_AUTH" ;;
-  *) echo "usage: $0 web|worker|beat|bridge|flower" >&2; exit 2 ;;
+  # Local only: catches the digest emails on 127.0.0.1:1025 and saves them under var/mail/.
+  smtp) exec "$BIN/python" -m notifications.smtp_catcher ;;
+  *) echo "usage: $0 web|worker|beat|bridge|flower|smtp" >&2; exit 2 ;;
 esac
