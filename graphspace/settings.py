@@ -8,6 +8,7 @@ instead of surfacing later as a confusing connection error.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -127,12 +128,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)
 }
 CELERY_TASK_ALWAYS_EAGER = False
+# The queue the tasks go to and the workers read; a test run uses one of its own.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 
 # --- Channels --------------------------------------------------------------------------
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [env.str("CHANNELS_REDIS_URL", default=REDIS_URL)]},
+        "CONFIG": {
+            "hosts": [env.str("CHANNELS_REDIS_URL", default=REDIS_URL)],
+            "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
+        },
     }
 }
 
@@ -143,14 +149,35 @@ DEMO_PASSWORD = env.str("GRAPHSPACE_DEMO_PASSWORD", default="graphspace-demo")
 NOTIFICATION_CLUSTER_WINDOW_MINUTES = env.int("NOTIFICATION_CLUSTER_WINDOW_MINUTES", default=60)
 NOTIFICATION_CLUSTER_SPAN_HOURS = env.int("NOTIFICATION_CLUSTER_SPAN_HOURS", default=24)
 
+# --- Operations (docs/operating.md) ----------------------------------------------------
+# /metrics on web: with a token set, only `Authorization: Bearer <token>` may read it;
+# without one, only callers on the loopback.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The bridge and the worker serve their own /metrics on these ports (0: not at all), on
+# METRICS_HOST (0.0.0.0 in a container that Prometheus scrapes from another one).
+METRICS_HOST = env.str("METRICS_HOST", default="127.0.0.1")
+BRIDGE_METRICS_PORT = env.int("BRIDGE_METRICS_PORT", default=9101)
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=9102)
+# The bridge touches this file once a second at most, busy or idle (empty: no file).
+BRIDGE_HEARTBEAT_FILE = env.str("BRIDGE_HEARTBEAT_FILE", default="")
+# Seconds /healthz waits for each of the database, Redis and Kafka.
+HEALTHZ_TIMEOUT = env.float("HEALTHZ_TIMEOUT", default=2.0)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain, or json: one JSON object per line (graphspace/log_format.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+# Celery replaces the root logger's handlers with its own format unless told not to.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "graphspace.log_format.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "kafka": {"level": "WARNING"},

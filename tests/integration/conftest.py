@@ -113,7 +113,11 @@ def broker_url() -> str:
     redis.Redis.from_url(url).flushdb()
     channels_url = f"{base}/{TEST_CHANNELS_DB}"
     redis.Redis.from_url(channels_url).flushdb()
-    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"], "CONFIG": {"hosts": [channels_url]}}}
+    # Two suites at once on one machine (a developer's and a helper's) must not read each
+    # other's tasks or channel messages: a queue and a channel prefix of this run's own.
+    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"],
+                                           "CONFIG": {"hosts": [channels_url], "prefix": f"t{RUN_ID}"}}}
+    settings.CELERY_TASK_DEFAULT_QUEUE = f"t{RUN_ID}"
     return url
 
 
@@ -131,6 +135,8 @@ def process_env(django_db_setup: None, django_db_blocker: Any, kafka_topics: dic
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "CELERY_BROKER_URL": broker_url,
         "CHANNELS_REDIS_URL": settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0],
+        "CHANNELS_PREFIX": f"t{RUN_ID}",
+        "CELERY_QUEUE": f"t{RUN_ID}",
         "CELERY_RESULT_BACKEND": "django-db",
         "CELERY_CONCURRENCY": "2",
         "PYTHONUNBUFFERED": "1",

@@ -116,3 +116,9 @@ def test_bob_sees_alices_share_live_expands_it_and_marks_it_read(
     assert dialogs == []
     assert bob.locator("img[src=x]").count() == 0
     bob.screenshot(path=str(ARTIFACTS / "notifications-page-read.png"), full_page=True)
+    # On a phone the page still fits: nothing wider than the screen.
+    bob.set_viewport_size({"width": 390, "height": 844})
+    bob.goto(f"{web}/notifications/")
+    bob.locator(".cluster").first.wait_for(timeout=3000)
+    assert bob.evaluate("() => document.documentElement.scrollWidth") <= 390
+    bob.screenshot(path=str(ARTIFACTS / "notifications-page-phone.png"), full_page=True)
