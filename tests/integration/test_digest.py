@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.conf import settings as django_settings
 from django.core import signing
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
@@ -542,6 +542,23 @@ def test_the_send_digests_command_sends_now(people: People, mailbox: Mailbox) ->
     assert f"digest {today()}: 1 sent" in out
     assert len(mailbox.to("alice@example.com")) == 1
     assert f"digest {today()}: nobody is due" in _call("send_digests")
+
+
+def test_the_command_can_hand_the_digest_to_celery_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    queued: list[str] = []
+
+    class Queued:
+        id = "task-1"
+
+    def delay(period: str) -> Queued:
+        queued.append(period)
+        return Queued()
+
+    monkeypatch.setattr(send_digests, "delay", delay)
+    assert _call("send_digests", "--queue", "--period", "2026-03-01") == "digest 2026-03-01: queued as task task-1\n"
+    assert queued == ["2026-03-01"]
+    with pytest.raises(CommandError):
+        _call("send_digests", "--period", "yesterday")
 
 
 def _call(*args: str) -> str:
