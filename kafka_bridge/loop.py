@@ -5,18 +5,25 @@ was accepted by the Celery broker. A crash before the commit redelivers the batc
 persist task's unique keys make the second delivery change nothing. Each batch commits
 before the next poll, so a partition revoke (which happens inside poll) never finds work
 handed on but not committed.
+
+The loop also reports that it is alive: the Prometheus counters in graphspace/metrics.py,
+and a heartbeat file whose age a supervisor reads (docker-compose's health check).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from graphspace import metrics
 from notifications.events import Event, InvalidEvent, parse_message
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,8 @@ class Rejection:
     partition: int
     offset: int
     reason: str
+    # The event_id the message claims, when it got as far as having one (for the log line).
+    event_id: str | None = None
 
 
 @dataclass
@@ -72,9 +81,48 @@ def validate(records: Mapping[TopicPartition, Sequence[Any]], topics: Mapping[st
                 )
                 batch.events.append(event)
             except InvalidEvent as error:
-                batch.rejections.append(Rejection(tp.topic, tp.partition, message.offset, error.reason))
+                batch.rejections.append(
+                    Rejection(tp.topic, tp.partition, message.offset, error.reason, claimed_event_id(message.value))
+                )
             batch.offsets[tp] = OffsetAndMetadata(message.offset + 1, "", -1)
     return batch
+
+
+def claimed_event_id(value: bytes | None) -> str | None:
+    """The event_id of a message that failed validation, if it is JSON with one."""
+    try:
+        data = json.loads(value or b"")
+    except ValueError:  # not JSON, not UTF-8
+        return None
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    return event_id[:64] if isinstance(event_id, str) else None
+
+
+class Heartbeat:
+    """Touches a file at most once per `interval` seconds; its age says whether the loop
+    still turns. The write is throttled because the loop turns every poll (200 ms)."""
+
+    def __init__(self, path: Path, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.interval = interval
+        self.clock = clock
+        self.last: float | None = None
+        self.failing = False
+
+    def beat(self) -> None:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval:
+            return
+        self.last = now
+        try:
+            self.path.touch()
+        except OSError as error:
+            # Not a reason to stop consuming; the health check will report the stale file.
+            if not self.failing:
+                log.error("cannot touch the heartbeat file %s: %s", self.path, error)
+            self.failing = True
+            return
+        self.failing = False
 
 
 class Bridge:
@@ -88,6 +136,7 @@ class Bridge:
         max_records: int = 500,
         backoff_max: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.consumer = consumer
         self.submit = submit
@@ -96,6 +145,7 @@ class Bridge:
         self.max_records = max_records
         self.backoff_max = backoff_max
         self.sleep = sleep
+        self.heartbeat = heartbeat
         self.stats = Stats()
         self.shutdown = False
 
@@ -111,14 +161,18 @@ class Bridge:
                 task_id = self.submit(events)
             except Exception as error:
                 self.stats.submit_failures += 1
+                metrics.submit_failures.inc()
                 log.warning("celery broker did not accept a batch of %d: %s; retrying in %.1fs",
                             len(events), error, delay)
                 if self.shutdown:
                     return False
+                # Waiting for Redis is not being stuck: keep the heartbeat going.
+                self.beat()
                 self.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
-            log.info("batch of %d events submitted as task %s", len(events), task_id)
+            log.info("batch of %d events submitted as task %s", len(events), task_id,
+                     extra={"task_id": task_id, "event_ids": [str(e.event_id) for e in events]})
             return True
 
     def step(self) -> bool:
@@ -128,11 +182,13 @@ class Bridge:
             return False
         batch = validate(records, self.topics)
         self.stats.consumed += len(batch.events) + len(batch.rejections)
+        self.count_consumed(batch)
         for r in batch.rejections:
             self.stats.rejected += 1
             self.stats.rejections.append(r)
             del self.stats.rejections[:-100]
-            log.warning("rejected message %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
+            log.warning("rejected message %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason,
+                        extra={"event_id": r.event_id, "topic": r.topic, "partition": r.partition, "offset": r.offset})
         if batch.events:
             if not self._submit(batch.events):
                 # Stopping with the batch not accepted: leave its offsets uncommitted so the
@@ -140,8 +196,37 @@ class Bridge:
                 return True
             self.stats.submitted += len(batch.events)
             self.stats.batches += 1
+            self.count_submitted(batch.events)
         self.consumer.commit(batch.offsets)
+        self.count_committed(batch.offsets)
         return True
+
+    def count_consumed(self, batch: Batch) -> None:
+        rejected = Counter(self.topics.get(r.topic, r.topic) for r in batch.rejections)
+        for topic, n in (Counter(e.topic for e in batch.events) + rejected).items():
+            metrics.events_consumed.labels(topic).inc(n)
+        for topic, n in rejected.items():
+            metrics.events_rejected.labels(topic).inc(n)
+
+    def count_submitted(self, events: Sequence[Event]) -> None:
+        for topic, n in Counter(e.topic for e in events).items():
+            metrics.events_submitted.labels(topic).inc(n)
+        metrics.batches_submitted.inc()
+
+    def count_committed(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+        # kafka-python learns each partition's high watermark from its fetch responses, so
+        # the lag costs no request. Not part of the Consumer protocol: test doubles lack it.
+        highwater = getattr(self.consumer, "highwater", None)
+        for tp, committed in offsets.items():
+            metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(committed.offset)
+            end = highwater(tp) if highwater else None
+            if end is not None:
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - committed.offset))
+
+    def beat(self) -> None:
+        metrics.bridge_heartbeat.set_to_current_time()
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
 
     def rewind(self) -> None:
         """Go back to the last committed offsets: a batch that failed half-way was polled
@@ -156,6 +241,7 @@ class Bridge:
         delay = 0.5
         try:
             while not self.shutdown:
+                self.beat()
                 try:
                     self.step()
                     delay = 0.5

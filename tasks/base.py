@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_process_shutdown, worker_ready
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
+
+from graphspace import metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,35 @@ class GraphSpaceTask(Task):  # type: ignore[misc]
         close_old_connections()
 
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        log.warning("task %s %s retrying after %r", self.name, task_id, exc)
+        metrics.task_retries.labels(self.name).inc()
+        log.warning("task %s %s retrying after %r", self.name, task_id, exc,
+                    extra={"task_id": task_id, "event_ids": event_ids(args)})
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        log.error("task %s %s failed: %r; payload %r", self.name, task_id, exc, args)
+        metrics.task_failures.labels(self.name).inc()
+        log.error("task %s %s failed: %r; payload %r", self.name, task_id, exc, args,
+                  extra={"task_id": task_id, "event_ids": event_ids(args)})
+
+
+def event_ids(args: Any) -> list[str] | None:
+    """The event ids in a task's arguments (the persist task takes a list of events)."""
+    found = [
+        str(item["event_id"])
+        for arg in args or ()
+        if isinstance(arg, list)
+        for item in arg
+        if isinstance(item, dict) and "event_id" in item
+    ]
+    return found or None
+
+
+# The worker's /metrics: served by the main process once the pool is up, adding up what the
+# pool's processes count (graphspace/metrics.py explains the multiprocess mode).
+@worker_ready.connect
+def serve_worker_metrics(**_: Any) -> None:
+    metrics.serve(settings.WORKER_METRICS_PORT, settings.METRICS_HOST)
+
+
+@worker_process_shutdown.connect
+def forget_pool_process(**_: Any) -> None:
+    metrics.process_ended(os.getpid())

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from kafka import KafkaConsumer
 
+from graphspace import metrics
 from kafka_bridge.backend import create_topics, make_consumer
-from kafka_bridge.loop import Bridge
+from kafka_bridge.loop import Bridge, Heartbeat
 from kafka_bridge.submit import submit_batch
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         topics = {name: logical for logical, name in settings.KAFKA_TOPICS.items()}
+        metrics.serve(settings.BRIDGE_METRICS_PORT, settings.METRICS_HOST)
         consumer = self.connect(topics)
         if consumer is None:
             return
@@ -53,9 +56,10 @@ class Command(BaseCommand):
             topics,
             poll_timeout_ms=settings.KAFKA_POLL_TIMEOUT_MS,
             max_records=settings.KAFKA_BATCH_MAX,
+            heartbeat=Heartbeat(Path(settings.BRIDGE_HEARTBEAT_FILE)) if settings.BRIDGE_HEARTBEAT_FILE else None,
         )
         signal.signal(signal.SIGTERM, bridge.request_shutdown)
         signal.signal(signal.SIGINT, bridge.request_shutdown)
-        self.stdout.write(f"kafka_bridge: consuming {', '.join(topics)} as {settings.KAFKA_CONSUMER_GROUP}")
-        self.stdout.flush()
+        # A log line, not stdout, so that LOG_FORMAT=json output stays one JSON object per line.
+        log.info("kafka_bridge: consuming %s as %s", ", ".join(topics), settings.KAFKA_CONSUMER_GROUP)
         bridge.run()

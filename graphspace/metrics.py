@@ -1,0 +1,188 @@
+"""Every Prometheus metric of GraphSpace, and how each process serves them.
+
+Where each number is counted and where it is read (docs/operating.md lists what they mean):
+
+- the bridge counts events consumed, rejected and submitted, and its committed offsets; it
+  serves them itself on BRIDGE_METRICS_PORT (`serve()`, a small HTTP server thread);
+- the Celery worker counts notifications persisted and broadcast, task retries and failures,
+  and digest emails sent; its main process serves them on WORKER_METRICS_PORT;
+- the web app serves its own on /metrics (graphspace/ops.py).
+
+Celery's prefork pool runs tasks in forked child processes, whose counters a server in the
+parent would never see. So the worker uses prometheus-client's multiprocess mode: every
+process writes its values into files under PROMETHEUS_MULTIPROC_DIR, and the parent's server
+adds them up. A worker started with that variable set uses its folder (empty at start);
+otherwise it makes a temporary one, removed when it exits (or, after a SIGKILL, by the next
+worker to start). Other processes keep the plain in-process registry.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, multiprocess, start_http_server, values
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The worker's own folder is named after its process id: <prefix><pid>-<random>.
+FOLDER_PREFIX = "graphspace-worker-metrics-"
+
+
+def is_celery_worker(argv: Sequence[str]) -> bool:
+    """`celery ... worker ...` (scripts/process.sh worker), also as `python -m celery`."""
+    if not argv:
+        return False
+    program = Path(argv[0])
+    launched_by_celery = program.name == "celery" or program.parent.name == "celery"
+    return launched_by_celery and "worker" in argv[1:]
+
+
+def _use_multiprocess_mode_in_the_worker() -> None:
+    if not is_celery_worker(sys.argv):
+        return
+    if MULTIPROC_ENV not in os.environ:
+        remove_folders_of_dead_workers(Path(tempfile.gettempdir()))
+        owner = os.getpid()
+        folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{owner}-")
+        os.environ[MULTIPROC_ENV] = folder
+
+        def remove() -> None:
+            # The pool's children inherit this handler; only the process that made the
+            # folder may remove it.
+            if os.getpid() == owner:
+                shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(remove)
+    # prometheus-client picks its value class from the environment when it is first imported,
+    # and the celery command imports it before any of our code (flower's command plugin does):
+    # switch to the multiprocess class before the metrics below are made.
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MultiProcessValue()
+
+
+def remove_folders_of_dead_workers(parent: Path) -> None:
+    """A worker killed with SIGKILL never removes its folder: the next one to start does.
+    A folder named after this very process is stale too: a restarted container's worker is
+    process 1 again (process.sh execs celery)."""
+    for folder in parent.glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name.removeprefix(FOLDER_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+_use_multiprocess_mode_in_the_worker()
+
+# --- The bridge (kafka_bridge/loop.py) ----------------------------------------------------
+# `topic` is the logical topic, owner or group, whatever the topic is called on the broker.
+events_consumed = Counter(
+    "graphspace_bridge_events_consumed", "Messages the bridge read from Kafka, valid or not.", ["topic"]
+)
+events_rejected = Counter(
+    "graphspace_bridge_events_rejected",
+    "Messages that are not a valid event: logged with their position, committed, never persisted.",
+    ["topic"],
+)
+events_submitted = Counter(
+    "graphspace_bridge_events_submitted", "Valid events the Celery broker accepted in a persist task.", ["topic"]
+)
+batches_submitted = Counter("graphspace_bridge_batches_submitted", "Persist tasks the Celery broker accepted.")
+submit_failures = Counter(
+    "graphspace_bridge_submit_failures", "Times the Celery broker refused a batch (the bridge backs off and retries)."
+)
+# Kafka's own names here: a position belongs to a topic and partition on the broker. The
+# `mostrecent` modes only matter if the bridge is run with PROMETHEUS_MULTIPROC_DIR set.
+committed_offset = Gauge(
+    "graphspace_bridge_committed_offset",
+    "The next offset the consumer group will read, as this bridge last committed it.",
+    ["topic", "partition"],
+    multiprocess_mode="mostrecent",
+)
+consumer_lag = Gauge(
+    "graphspace_bridge_lag",
+    "Messages between the committed offset and the end of the partition (the broker's high "
+    "watermark from the latest fetch).",
+    ["topic", "partition"],
+    multiprocess_mode="mostrecent",
+)
+bridge_heartbeat = Gauge(
+    "graphspace_bridge_heartbeat_timestamp_seconds",
+    "When the bridge's loop last turned (Unix time), busy or idle.",
+    multiprocess_mode="mostrecent",
+)
+
+# --- The worker (tasks/) ---------------------------------------------------------------
+notifications_persisted = Counter(
+    "graphspace_notifications_persisted", "Notification rows created (a redelivered event creates none).", ["topic"]
+)
+notifications_broadcast = Counter(
+    "graphspace_notifications_broadcast", "Live messages sent to users' open pages over Channels."
+)
+task_retries = Counter("graphspace_task_retries", "Celery task retries after a transient error.", ["task"])
+task_failures = Counter("graphspace_task_failures", "Celery tasks that failed for good (logged with their payload).", ["task"])
+digest_emails_sent = Counter("graphspace_digest_emails_sent", "Digest emails handed to the mail server.")
+
+
+class ProducerFailures(Collector):
+    """The web app's events that never reached Kafka (graphspace/producer.py counts them)."""
+
+    def collect(self) -> Iterator[Metric]:
+        from graphspace import producer
+
+        yield CounterMetricFamily(
+            "graphspace_producer_failed_sends",
+            "Events the web app could not hand to Kafka: the change was saved, nobody was notified.",
+            value=producer.failed_sends,
+        )
+
+
+def registry() -> CollectorRegistry:
+    """What this process's /metrics shows: its own metrics, or in multiprocess mode (the
+    worker) the sum over every process writing into PROMETHEUS_MULTIPROC_DIR."""
+    if MULTIPROC_ENV not in os.environ:
+        return REGISTRY
+    collected = CollectorRegistry()
+    multiprocess.MultiProcessCollector(collected)
+    return collected
+
+
+def process_ended(pid: int) -> None:
+    """A pool process exited: drop its live gauges (its counters stay in the sums)."""
+    if MULTIPROC_ENV in os.environ:
+        multiprocess.mark_process_dead(pid)
+
+
+def serve(port: int, host: str = "127.0.0.1") -> bool:
+    """Serve /metrics on host:port from a daemon thread; port 0 turns it off.
+
+    A port already taken (two bridges on one machine) is logged and the process goes on
+    without metrics: counting is never a reason to stop consuming.
+    """
+    if not port:
+        return False
+    try:
+        start_http_server(port, addr=host, registry=registry())
+    except OSError as error:
+        log.warning("metrics not served on %s:%d: %s", host, port, error)
+        return False
+    log.info("metrics served on http://%s:%d/metrics", host, port)
+    return True
