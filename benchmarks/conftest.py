@@ -2,8 +2,8 @@
 
 from tests.conftest import people  # noqa: F401
 from tests.integration.conftest import (  # noqa: F401
-    broker_url,
     bridge,
+    broker_url,
     kafka_topics,
     pipeline,
     process_env,

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import connection
 
+from graphspace import metrics
 from graphspace.models import User
 from notifications.channels import send_to_users
 from notifications.models import GroupNotification, OwnerNotification
@@ -50,7 +51,9 @@ def broadcast(owner_ids: Sequence[int], group_ids: Sequence[int]) -> int:
         })
         for email in emails if email in user_ids
     ]
-    return send_to_users(messages)
+    sent = send_to_users(messages)
+    metrics.notifications_broadcast.inc(sent)
+    return sent
 
 
 def push_count(user: User) -> None:

@@ -149,7 +149,8 @@ def test_cursor_paging_has_no_duplicates_or_gaps_while_new_rows_arrive(people: P
         page = get(bob, f"?limit=3&cursor={cursor}")
         seen += [c["id"] for c in page["clusters"]]
         cursor = page["next_cursor"]
-    stored_before = set(NotificationCluster.objects.filter(recipient=people.bob).exclude(type="upload").values_list("id", flat=True))
+    bobs = NotificationCluster.objects.filter(recipient=people.bob)
+    stored_before = set(bobs.exclude(type="upload").values_list("id", flat=True))
     assert len(seen) == len(set(seen)) == 7
     assert set(seen) == stored_before
 
@@ -185,7 +186,8 @@ def test_the_email_opt_in_is_set_never_toggled(people: People) -> None:
     bob = basic(B)
     assert get(bob, "settings") == {"receive_notification_email": False}
     for _ in range(2):
-        response = bob.put("/api/v1/notifications/settings", {"receive_notification_email": True}, content_type="application/json")
+        response = bob.put("/api/v1/notifications/settings", {"receive_notification_email": True},
+                           content_type="application/json")
         assert response.json() == {"receive_notification_email": True}
     people.bob.refresh_from_db()
     assert people.bob.receive_notification_email is True
