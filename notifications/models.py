@@ -55,8 +55,9 @@ class NotificationBase(models.Model):
     # When the action happened (from the event); created_at is when the row was written,
     # so a late event never lands in the middle of a page already read.
     occurred_at = models.DateTimeField()
+    # Indexed with created_at by each table's "cluster items" index below.
     cluster = models.ForeignKey(
-        NotificationCluster, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        NotificationCluster, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -87,6 +88,8 @@ class OwnerNotification(NotificationBase):
             models.Index(fields=["owner", "-created_at", "-id"], name="owner_notif_newest"),
             # "This user's unread count" reads only this partial index.
             models.Index(fields=["owner"], condition=Q(is_read=False), name="owner_notif_unread"),
+            # A cluster's newest items (previews, expand, mark-cluster-read).
+            models.Index(fields=["cluster", "-created_at", "-id"], name="owner_notif_cluster"),
         ]
 
 
@@ -113,6 +116,7 @@ class GroupNotification(NotificationBase):
             models.Index(fields=["member", "-created_at", "-id"], name="group_notif_newest"),
             models.Index(fields=["member"], condition=Q(is_read=False), name="group_notif_unread"),
             models.Index(fields=["group", "member", "-created_at"], name="group_notif_group"),
+            models.Index(fields=["cluster", "-created_at", "-id"], name="group_notif_cluster"),
         ]
 
 
