@@ -34,8 +34,10 @@ class Span:
 
 
 def fits(cluster: Span, at: datetime, *, window: timedelta = DEFAULT_WINDOW, span: timedelta = DEFAULT_SPAN) -> bool:
-    """Whether a notification arriving `at` joins `cluster`."""
-    return timedelta(0) <= at - cluster.last_at <= window and at - cluster.first_at <= span
+    """Whether a notification arriving `at` joins `cluster`. An arrival a little before the
+    cluster's last one (another worker's clock, or its batch committed first) still joins if
+    it is within the window."""
+    return abs(at - cluster.last_at) <= window and max(at, cluster.last_at) - min(at, cluster.first_at) <= span
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def assign(
         held = current.get(key)
         if held is not None and fits(held[1], at, window=window, span=span):
             where, s = held
-            s = Span(s.first_at, max(s.last_at, at))
+            s = Span(min(s.first_at, at), max(s.last_at, at))
         else:
             where, s = Assignment(new=len(new)), Span(at, at)
             new.append((key, s))

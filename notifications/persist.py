@@ -85,16 +85,20 @@ def _group_members(group_ids: Iterable[int]) -> dict[int, list[str]]:
     return members
 
 
-def _lock_recipients(emails: Sequence[str]) -> None:
+def _lock_recipients(emails: Sequence[str]) -> datetime:
     """Serialise cluster assignment per recipient: two workers writing for the same user at
     once would otherwise both see no open cluster and open two for the same key. Locks are
-    taken in sorted order in one statement, so two batches cannot deadlock on them."""
+    taken in sorted order in one statement, so two batches cannot deadlock on them.
+
+    Returns the database's clock read after the locks are held: the arrival time of the
+    batch, so a batch that waited for another one arrives after it."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('notification-cluster:' || e)) "
-            "FROM unnest(%s::text[]) AS e ORDER BY e",
+            "SELECT count(*), clock_timestamp() FROM (SELECT pg_advisory_xact_lock(hashtext('notification-cluster:' || e)) "
+            "FROM unnest(%s::text[]) AS e ORDER BY e) AS locks",
             [sorted(emails)],
         )
+        return cursor.fetchone()[1]
 
 
 def _already_stored(topic: str, event_ids: list[uuid.UUID]) -> set[tuple[uuid.UUID, str]]:
@@ -215,7 +219,7 @@ def persist_events(events: Sequence[Event]) -> PersistResult:
         user_ids = dict(User.objects.filter(email__in=emails).values_list("email", "id")) if emails else {}
         result.unknown_recipients = emails - set(user_ids)
         if user_ids:
-            _lock_recipients(list(user_ids))
+            now = _lock_recipients(list(user_ids))
         stored: set[tuple[uuid.UUID, str]] = set()
         for topic in ("owner", "group"):
             ids = list({e.event_id for e, _ in pairs if e.topic == topic})

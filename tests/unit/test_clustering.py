@@ -80,3 +80,10 @@ def test_fits_needs_both_the_window_and_the_span() -> None:
     s = Span(minutes(0), minutes(60 * 23 + 30))
     assert fits(s, minutes(60 * 23 + 59))
     assert not fits(s, minutes(60 * 24 + 1))
+
+
+def test_an_arrival_slightly_before_the_clusters_last_one_still_joins_it() -> None:
+    # Another worker's batch committed first with a later clock: this one is not a new cluster.
+    stored = {UPLOADS: (7, Span(minutes(10), minutes(10)))}
+    placed, new = assign([(UPLOADS, minutes(9.99))], stored)
+    assert placed == [Assignment(existing=7)] and new == []
