@@ -17,7 +17,6 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-import redis
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.conf import settings as django_settings
@@ -39,9 +38,11 @@ from tests.conftest import People
 from tests.integration.conftest import Process, free_port, wait_for
 
 SITE = "https://graphspace.example.org"
-# The real-worker test's own Redis database, so that no other worker of this run (the
-# pipeline's, whose mail settings differ) takes its tasks.
-DIGEST_BROKER_DB = 12
+# The real-worker tests' broker: a Redis database that no test suite flushes (13 and 12 are
+# flushed whenever a suite starts, which would drop a task left unacknowledged on purpose),
+# and a queue of each test's own, so that no other worker (the pipeline's, whose mail
+# settings differ) takes its tasks.
+DIGEST_BROKER_DB = 11
 
 
 # --- A real mail server in this process ------------------------------------------------
@@ -572,23 +573,31 @@ def _call(*args: str) -> str:
 # --- Through the broker and a real worker ----------------------------------------------
 
 
+@dataclass(frozen=True)
+class Broker:
+    url: str
+    queue: str
+
+    def send(self, task: Any, *args: Any) -> Any:
+        with app.connection_for_write(self.url) as conn:
+            return task.apply_async(args, connection=conn, queue=self.queue)
+
+
 @pytest.fixture
-def digest_broker(broker_url: str) -> str:
-    url = f"{broker_url.rsplit('/', 1)[0]}/{DIGEST_BROKER_DB}"
-    redis.Redis.from_url(url).flushdb()
-    return url
+def digest_broker(broker_url: str) -> Broker:
+    return Broker(f"{broker_url.rsplit('/', 1)[0]}/{DIGEST_BROKER_DB}", f"digest-{uuid4().hex[:8]}")
 
 
-def digest_worker(process_env: dict[str, str], broker: str, smtp_port: int, **extra: str) -> Process:
+def digest_worker(process_env: dict[str, str], broker: Broker, smtp_port: int, **extra: str) -> Process:
     return Process("worker", {
-        **process_env, "CELERY_BROKER_URL": broker, "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_port),
-        "SITE_URL": SITE, **extra,
+        **process_env, "CELERY_BROKER_URL": broker.url, "CELERY_QUEUE": broker.queue,
+        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_port), "SITE_URL": SITE, **extra,
     }, label="worker-digest")
 
 
 def test_beats_task_sends_through_the_broker_and_a_real_worker(
     transactional_db: None, people: People, mailbox: Mailbox, smtp_port: int, process_env: dict[str, str],
-    digest_broker: str,
+    digest_broker: Broker,
 ) -> None:
     opt_in(people.alice, people.bob)
     uploads(people.alice, 3)
@@ -596,8 +605,7 @@ def test_beats_task_sends_through_the_broker_and_a_real_worker(
     worker = digest_worker(process_env, digest_broker, smtp_port)
     worker.start(ready="ready.")
     try:
-        with app.connection_for_write(digest_broker) as conn:
-            fanout = send_digests.apply_async(connection=conn)
+        fanout = digest_broker.send(send_digests)
         wait_for(lambda: len(mailbox.messages) >= 2, timeout=60, what="two digest emails")
         # The digest tasks keep their results (django-celery-results).
         wait_for(lambda: TaskResult.objects.filter(task_name="tasks.send_digest", status="SUCCESS").count() == 2,
@@ -623,7 +631,7 @@ def waiting_on_a_lock() -> bool:
 
 def test_a_worker_killed_between_sending_and_marking_sends_the_digest_again(
     transactional_db: None, people: People, mailbox: Mailbox, smtp_port: int, process_env: dict[str, str],
-    digest_broker: str,
+    digest_broker: Broker,
 ) -> None:
     alice = people.alice
     opt_in(alice)
@@ -636,8 +644,7 @@ def test_a_worker_killed_between_sending_and_marking_sends_the_digest_again(
         with transaction.atomic():
             # Hold alice's notifications, so that the worker's mark waits on their row locks.
             list(OwnerNotification.objects.select_for_update().filter(owner=alice))
-            with app.connection_for_write(digest_broker) as conn:
-                send_digest.apply_async((alice.id, today().isoformat()), connection=conn)
+            digest_broker.send(send_digest, alice.id, today().isoformat())
             wait_for(lambda: len(mailbox.messages) == 1, timeout=30, what="the digest email")
             wait_for(waiting_on_a_lock, what="the worker's mark to wait")
             worker.stop(signal.SIGKILL)
