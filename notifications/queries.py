@@ -179,18 +179,23 @@ class ClusterView:
 def cluster_page(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple[list[ClusterView], str | None]:
     """One page of clusters and the cursor of the next (None on the last page). Three
     queries: the clusters, then the preview items of each table."""
-    qs = clusters(user, filters).select_related("group")
+    page, next_cursor = _after(clusters(user, filters).select_related("group"), "last_at", cursor, limit)
+    previews = _previews(user, page)
+    return [ClusterView(c, previews.get(c.id, [])) for c in page], next_cursor
+
+
+def _after(qs: QuerySet[Any], time_field: str, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+    """The `limit` rows of `qs` (ordered newest first by time_field, then id) after the
+    cursor's position, and the cursor of the row after them (None on the last page)."""
     position = decode_cursor(cursor)
     if position:
         moment, pk = position
-        qs = qs.filter(Q(last_at__lt=moment) | Q(last_at=moment, id__lt=pk))
-    page = list(qs[: limit + 1])
-    more = len(page) > limit
-    page = page[:limit]
-    previews = _previews(user, page)
-    views = [ClusterView(c, previews.get(c.id, [])) for c in page]
-    next_cursor = encode_cursor(page[-1].last_at, page[-1].id) if more and page else None
-    return views, next_cursor
+        qs = qs.filter(Q(**{f"{time_field}__lt": moment}) | Q(**{time_field: moment, "id__lt": pk}))
+    rows = list(qs[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(getattr(rows[-1], time_field), rows[-1].id) if more and rows else None
+    return rows, next_cursor
 
 
 def _previews(user: User, page: list[NotificationCluster]) -> dict[int, list[Any]]:
@@ -224,14 +229,7 @@ def cluster_items(
         return None
     model = TABLE_MODEL[cluster.topic]
     qs = model.objects.filter(recipient_of(model, user), cluster_id=cluster.id).order_by("-created_at", "-id")
-    position = decode_cursor(cursor)
-    if position:
-        moment, pk = position
-        qs = qs.filter(Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk))
-    items = list(qs[: limit + 1])
-    more = len(items) > limit
-    items = items[:limit]
-    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more and items else None
+    items, next_cursor = _after(qs, "created_at", cursor, limit)
     return cluster, items, next_cursor
 
 
