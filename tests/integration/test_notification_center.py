@@ -163,6 +163,10 @@ def test_expand_shows_exactly_the_clusters_items_and_marking_the_cluster_marks_o
     uploads = next(c for c in get(bob, "")["clusters"] if c["type"] == "upload")
     expanded = get(bob, f"clusters/{uploads['id']}")
     assert sorted(i["resource_id"] for i in expanded["items"]) == [0, 1, 2, 3]
+    first = get(bob, f"clusters/{uploads['id']}?limit=3")
+    rest = get(bob, f"clusters/{uploads['id']}?limit=3&cursor={first['next_cursor']}")
+    assert [i["id"] for i in first["items"] + rest["items"]] == [i["id"] for i in expanded["items"]]
+    assert rest["next_cursor"] is None
     assert post(bob, f"clusters/{uploads['id']}/read") == {"changed": 4, "unread_count": 1}
     assert post(bob, f"clusters/{uploads['id']}/read") == {"changed": 0, "unread_count": 1}
     assert NotificationCluster.objects.get(pk=uploads["id"]).unread == 0
