@@ -144,3 +144,23 @@ class GroupGraph(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["group", "graph"], name="group_graph_unique")
         ]
+
+
+class HeldEvent(models.Model):
+    """An event that could not be handed to Kafka (the broker was down or refused it).
+
+    Held here and published again by the `tasks.republish_events` beat task, with its own
+    event_id, so the notification arrives late rather than never, and exactly once.
+    """
+
+    event_id = models.UUIDField(unique=True)
+    topic = models.CharField(max_length=16)
+    event = models.JSONField()
+    error = models.TextField(blank=True, default="")
+    attempts = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "held_event"
+        ordering = ["created_at", "id"]

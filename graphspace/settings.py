@@ -128,6 +128,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)
 }
 CELERY_TASK_ALWAYS_EAGER = False
+# Beat publishes again the events the web app could not hand to Kafka (graphspace/producer.py).
+# django-celery-beat copies this entry into its database at start.
+CELERY_BEAT_SCHEDULE = {
+    "republish held events": {
+        "task": "tasks.republish_events",
+        "schedule": env.float("REPUBLISH_INTERVAL_SECONDS", default=30.0),
+    },
+}
 # The queue the tasks go to and the workers read; a test run uses one of its own.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 
