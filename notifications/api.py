@@ -13,7 +13,7 @@ from django.http import HttpRequest
 
 from graphspace.api import errors
 from graphspace.api.http import body
-from graphspace.models import User
+from graphspace.models import Group, User
 from notifications import marking, queries
 from notifications.broadcast import push_count
 from notifications.queries import BadFilter, Filters
@@ -57,6 +57,21 @@ def list_clusters(request: HttpRequest, user: User) -> Answer:
         raise errors.bad_request(str(error)) from None
     return 200, {
         "clusters": [cluster_json(view, user.email) for view in page],
+        "next_cursor": next_cursor,
+        "unread_count": queries.unread_count(user.email),
+    }
+
+
+def list_items(request: HttpRequest, user: User) -> Answer:
+    params = _params(request)
+    filters = _filters(params)
+    try:
+        rows, next_cursor = queries.items(user, filters, params.get("cursor"), queries.limit_of(params.get("limit")))
+    except BadFilter as error:
+        raise errors.bad_request(str(error)) from None
+    groups = dict(Group.objects.filter(id__in={getattr(r, "group_id", None) for r in rows} - {None}).values_list("id", "name"))
+    return 200, {
+        "items": [item_json(r, user.email, groups.get(getattr(r, "group_id", None))) for r in rows],
         "next_cursor": next_cursor,
         "unread_count": queries.unread_count(user.email),
     }

@@ -7,6 +7,7 @@ from notifications import api, openapi
 
 urlpatterns = [
     path("", api_view({"GET": api.list_clusters})),
+    path("items", api_view({"GET": api.list_items})),
     path("count", api_view({"GET": api.count})),
     path("read", api_view({"POST": api.read_all})),
     path("settings", api_view({"GET": api.get_settings, "PUT": api.put_settings})),

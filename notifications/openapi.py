@@ -42,6 +42,8 @@ SPEC: dict[str, Any] = {
     "paths": {
         "/": {"get": {"summary": "Clusters of the requesting user, newest first, by cursor",
                       "parameters": FILTERS + PAGE, "responses": {"200": _json("ClusterPage"), "400": ERROR, "401": ERROR}}},
+        "/items": {"get": {"summary": "Notifications themselves (not clusters), both kinds merged newest first, by cursor",
+                           "parameters": FILTERS + PAGE, "responses": {"200": _json("ItemPage"), "400": ERROR, "401": ERROR}}},
         "/count": {"get": {"summary": "Unread count", "responses": {"200": _json("Count"), "401": ERROR}}},
         "/read": {"post": {"summary": "Mark read every item of every cluster the filters show",
                            "parameters": FILTERS, "responses": CHANGED}},
@@ -98,6 +100,9 @@ SPEC: dict[str, Any] = {
                 "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
             "ClusterPage": {"type": "object", "properties": {
                 "clusters": {"type": "array", "items": {"$ref": "#/components/schemas/Cluster"}},
+                "next_cursor": {"type": ["string", "null"]}, "unread_count": {"type": "integer"}}},
+            "ItemPage": {"type": "object", "properties": {
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
                 "next_cursor": {"type": ["string", "null"]}, "unread_count": {"type": "integer"}}},
             "ClusterItems": {"type": "object", "properties": {
                 "cluster": {"$ref": "#/components/schemas/Cluster"},

@@ -142,19 +142,26 @@ def clusters(user: User, filters: Filters) -> QuerySet[NotificationCluster]:
 
 # --- cursors ---------------------------------------------------------------------------
 
-def encode_cursor(moment: datetime, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{moment.isoformat()}|{pk}".encode()).decode().rstrip("=")
+def encode_cursor(moment: datetime, key: int | str) -> str:
+    return base64.urlsafe_b64encode(f"{moment.isoformat()}|{key}".encode()).decode().rstrip("=")
+
+
+def _split_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, key = raw.rsplit("|", 1)
+        return datetime.fromisoformat(moment), key
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadFilter("cursor is not one this API gave out.") from None
 
 
 def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     if not cursor:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, pk = raw.rsplit("|", 1)
-        return datetime.fromisoformat(moment), int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadFilter("cursor is not one this API gave out.") from None
+    moment, key = _split_cursor(cursor)
+    if not key.isdigit():
+        raise BadFilter("cursor is not one this API gave out.")
+    return moment, int(key)
 
 
 def limit_of(value: Any, default: int = 20) -> int:
@@ -231,6 +238,63 @@ def cluster_items(
     qs = model.objects.filter(recipient_of(model, user), cluster_id=cluster.id).order_by("-created_at", "-id")
     items, next_cursor = _after(qs, "created_at", cursor, limit)
     return cluster, items, next_cursor
+
+
+# Flat lists merge the two tables in one order: newest first, then owner before group at the
+# same instant, then the higher id.
+TOPIC_RANK = {"owner": 1, "group": 0}
+
+
+def _item_filters(model: type[OwnerNotification] | type[GroupNotification], user: User, f: Filters) -> Any:
+    qs = model.objects.filter(recipient_of(model, user))
+    if f.unread_only:
+        qs = qs.filter(is_read=False)
+    if f.group_id is not None:
+        qs = qs.filter(group_id=f.group_id)
+    if f.type:
+        qs = qs.filter(type=f.type)
+    if f.resource:
+        qs = qs.filter(resource=f.resource)
+    if f.since:
+        qs = qs.filter(created_at__gte=f.since)
+    if f.until:
+        qs = qs.filter(created_at__lt=f.until)
+    if f.q:
+        qs = qs.filter(Q(resource_name__icontains=f.q) | Q(message__icontains=f.q) | Q(actor_email__icontains=f.q))
+    return qs
+
+
+def items(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+    """This user's notifications themselves (not clusters), both tables merged newest first,
+    by cursor: at most limit + 1 rows read from each table."""
+    position = None
+    if cursor:
+        moment, rest = _split_cursor(cursor)
+        topic, _, pk = rest.partition(":")
+        if topic not in TOPIC_RANK or not pk.isdigit():
+            raise BadFilter("cursor is not one this API gave out.")
+        position = (moment, TOPIC_RANK[topic], int(pk))
+    found: list[Any] = []
+    for topic, model in TABLE_MODEL.items():
+        if filters.topic not in (None, topic) or (topic == "owner" and filters.group_id is not None):
+            continue
+        qs = _item_filters(model, user, filters)
+        if position:
+            moment, rank, pk = position
+            mine = TOPIC_RANK[topic]
+            same_instant = Q(created_at=moment, id__lt=pk) if mine == rank else Q(created_at=moment) if mine < rank else Q()
+            qs = qs.filter(Q(created_at__lt=moment) | same_instant) if same_instant else qs.filter(created_at__lt=moment)
+        rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
+        for row in rows:
+            row.topic = topic
+        found += rows
+    found.sort(key=lambda r: (r.created_at, TOPIC_RANK[r.topic], r.id), reverse=True)
+    page = found[:limit]
+    next_cursor = None
+    if len(found) > limit and page:
+        last = page[-1]
+        next_cursor = encode_cursor(last.created_at, f"{last.topic}:{last.id}")
+    return page, next_cursor
 
 
 def item(user: User, topic: str, pk: int) -> OwnerNotification | GroupNotification | None:

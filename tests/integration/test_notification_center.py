@@ -215,7 +215,7 @@ def test_another_users_notifications_are_404_and_anonymous_is_401(people: People
     assert get(carol, "")["clusters"] == []
     assert OwnerNotification.objects.get(pk=owner_row.id).is_read is False
     anonymous = Client(HTTP_ACCEPT="application/json")
-    for path in ("", "count", "settings", f"clusters/{cluster.id}"):
+    for path in ("", "items", "count", "settings", f"clusters/{cluster.id}"):
         assert anonymous.get(f"/api/v1/notifications/{path}").status_code == 401
     assert anonymous.post("/api/v1/notifications/read").status_code == 401
 
@@ -241,7 +241,7 @@ def test_the_count_and_the_first_page_are_cheap(people: People, django_assert_nu
 def test_the_openapi_document_describes_every_route(db: None) -> None:
     spec = Client().get("/api/v1/notifications/openapi.json").json()
     assert spec["openapi"].startswith("3.")
-    assert {"/", "/count", "/read", "/settings", "/clusters/{cluster_id}", "/clusters/{cluster_id}/read",
+    assert {"/", "/items", "/count", "/read", "/settings", "/clusters/{cluster_id}", "/clusters/{cluster_id}/read",
             "/{topic}/{item_id}", "/{topic}/{item_id}/read"} <= set(spec["paths"])
 
 
@@ -260,3 +260,31 @@ def test_opening_a_notification_marks_it_read_and_goes_to_the_resource_or_says_i
     other = Client()
     other.force_login(people.carol)
     assert other.get(f"/notifications/open/owner/{live.id}/").status_code == 404
+
+
+def test_the_flat_item_list_merges_both_kinds_by_cursor_without_duplicates_or_gaps(people: People, lab: int) -> None:
+    # One batch: every row of it shares one arrival instant, across both tables.
+    persist_events([upload(B, n) for n in range(5)] + [share(lab, A, n) for n in range(4)])
+    persist_events([upload(B, 50)])
+    bob = basic(B)
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page = get(bob, f"items?limit=2&cursor={cursor}")
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+        if len(seen) == 2:
+            persist_events([upload(B, 99)])  # arrives mid-way: newer than the cursor, not in later pages
+    owner_ids = OwnerNotification.objects.filter(owner_id=B).exclude(resource_id=99).values_list("id", flat=True)
+    mine = {f"owner-{i}" for i in owner_ids}
+    mine |= {f"group-{i}" for i in GroupNotification.objects.filter(member_id=B).values_list("id", flat=True)}
+    assert len(seen) == len(set(seen)) == 10
+    assert set(seen) == mine
+    assert seen[0] == f"owner-{OwnerNotification.objects.get(resource_id=50).id}"
+    shares = get(bob, f"items?group_id={lab}")["items"]
+    assert len(shares) == 4 and {i["topic"] for i in shares} == {"group"}
+    assert sorted(i["text"] for i in shares)[0] == "alice@example.com shared graph S0 with Lab"
+    assert {i["type"] for i in get(bob, "items?state=unread&type=upload&limit=100")["items"]} == {"upload"}
+    assert get(basic(C), "items")["items"] == []
