@@ -241,8 +241,7 @@ def persist_events(events: Sequence[Event]) -> PersistResult:
                 if rows:
                     got = _insert(topic, rows)
                     inserted += got
-                    ids = [i for i, _ in got]
-                    (result.owner_ids if topic == "owner" else result.group_ids).extend(ids)
+                    (result.owner_ids if topic == "owner" else result.group_ids).extend(i for i, _ in got)
             _count_into_clusters(inserted, now, created)
     if result.unknown_recipients:
         log.warning("no such users, not notified: %s", ", ".join(sorted(result.unknown_recipients)))

@@ -270,20 +270,20 @@ def items(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple
     position = None
     if cursor:
         moment, rest = _split_cursor(cursor)
-        topic, _, pk = rest.partition(":")
-        if topic not in TOPIC_RANK or not pk.isdigit():
+        cursor_topic, _, cursor_pk = rest.partition(":")
+        if cursor_topic not in TOPIC_RANK or not cursor_pk.isdigit():
             raise BadFilter("cursor is not one this API gave out.")
-        position = (moment, TOPIC_RANK[topic], int(pk))
+        position = (moment, TOPIC_RANK[cursor_topic], int(cursor_pk))
     found: list[Any] = []
     for topic, model in TABLE_MODEL.items():
         if filters.topic not in (None, topic) or (topic == "owner" and filters.group_id is not None):
             continue
         qs = _item_filters(model, user, filters)
         if position:
-            moment, rank, pk = position
+            at, rank, last_id = position
             mine = TOPIC_RANK[topic]
-            same_instant = Q(created_at=moment, id__lt=pk) if mine == rank else Q(created_at=moment) if mine < rank else Q()
-            qs = qs.filter(Q(created_at__lt=moment) | same_instant) if same_instant else qs.filter(created_at__lt=moment)
+            same_instant = Q(created_at=at, id__lt=last_id) if mine == rank else Q(created_at=at) if mine < rank else Q()
+            qs = qs.filter(Q(created_at__lt=at) | same_instant) if same_instant else qs.filter(created_at__lt=at)
         rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
         for row in rows:
             row.topic = topic

@@ -34,7 +34,7 @@ class SaveAndPrint:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content or b""
         raw = content if isinstance(content, bytes) else content.encode()
-        message = message_from_bytes(raw, policy=default_policy)
+        message = message_from_bytes(raw, policy=default_policy)  # type: ignore[arg-type]
         self.count += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         path = self.folder / f"{stamp}-{os.getpid()}-{self.count:05d}.eml"

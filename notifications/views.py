@@ -18,12 +18,11 @@ from notifications.serializers import cluster_json
 @require_GET
 def page(request: HttpRequest) -> HttpResponse:
     user = request.user
+    problem: str | None = None
     try:
         filters = Filters.parse(request.GET)
     except BadFilter as error:
         filters, problem = Filters(), str(error)
-    else:
-        problem = None
     views, next_cursor = queries.cluster_page(user, filters, None, 20)  # type: ignore[arg-type]
     groups = Group.objects.filter(groupmember__user=user).order_by("name").values("id", "name")
     return render(request, "notifications/page.html", {

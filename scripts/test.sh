@@ -11,4 +11,5 @@ if grep -q down <<<"$status"; then
   trap 'bash scripts/services.sh stop' EXIT
 fi
 "${VENV:-$ROOT/.venv}/bin/ruff" check .
+"${VENV:-$ROOT/.venv}/bin/mypy"
 "${VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"
