@@ -48,13 +48,17 @@ def _changed(user: User, changed: int) -> Answer:
     return 200, {"changed": changed, "unread_count": queries.unread_count(user.email)}
 
 
-def list_clusters(request: HttpRequest, user: User) -> Answer:
+def _page_of(request: HttpRequest, user: User, read: Any) -> tuple[list[Any], str | None]:
+    """One page from `read(user, filters, cursor, limit)`, with the request's parameters."""
     params = _params(request)
-    filters = _filters(params)
     try:
-        page, next_cursor = queries.cluster_page(user, filters, params.get("cursor"), queries.limit_of(params.get("limit")))
+        return read(user, _filters(params), params.get("cursor"), queries.limit_of(params.get("limit")))  # type: ignore[no-any-return]
     except BadFilter as error:
         raise errors.bad_request(str(error)) from None
+
+
+def list_clusters(request: HttpRequest, user: User) -> Answer:
+    page, next_cursor = _page_of(request, user, queries.cluster_page)
     return 200, {
         "clusters": [cluster_json(view, user.email) for view in page],
         "next_cursor": next_cursor,
@@ -63,12 +67,7 @@ def list_clusters(request: HttpRequest, user: User) -> Answer:
 
 
 def list_items(request: HttpRequest, user: User) -> Answer:
-    params = _params(request)
-    filters = _filters(params)
-    try:
-        rows, next_cursor = queries.items(user, filters, params.get("cursor"), queries.limit_of(params.get("limit")))
-    except BadFilter as error:
-        raise errors.bad_request(str(error)) from None
+    rows, next_cursor = _page_of(request, user, queries.items)
     groups = dict(Group.objects.filter(id__in={getattr(r, "group_id", None) for r in rows} - {None}).values_list("id", "name"))
     return 200, {
         "items": [item_json(r, user.email, groups.get(getattr(r, "group_id", None))) for r in rows],

@@ -111,30 +111,40 @@ def _when(value: str | None, name: str, *, end_of_day: bool = False) -> datetime
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+def _kind(f: Filters) -> Q:
+    """The filters clusters and items share: group, type and resource kind."""
+    q = Q()
+    if f.group_id is not None:
+        q &= Q(group_id=f.group_id)
+    if f.type:
+        q &= Q(type=f.type)
+    if f.resource:
+        q &= Q(resource=f.resource)
+    return q
+
+
+def _text(words: str) -> Q:
+    """Free text: in the resource's name, the stored message or the actor's email."""
+    return Q(resource_name__icontains=words) | Q(message__icontains=words) | Q(actor_email__icontains=words)
+
+
 def clusters(user: User, filters: Filters) -> QuerySet[NotificationCluster]:
     """This user's clusters that the filters show, newest first."""
-    qs = NotificationCluster.objects.filter(recipient=user)
     f = filters
+    qs = NotificationCluster.objects.filter(_kind(f), recipient=user)
     if f.unread_only:
         qs = qs.filter(unread__gt=0)
     if f.topic:
         qs = qs.filter(topic=f.topic)
-    if f.group_id is not None:
-        qs = qs.filter(group_id=f.group_id)
-    if f.type:
-        qs = qs.filter(type=f.type)
-    if f.resource:
-        qs = qs.filter(resource=f.resource)
     if f.since:
         qs = qs.filter(last_at__gte=f.since)
     if f.until:
         qs = qs.filter(first_at__lt=f.until)
     if f.q:
-        text = Q(resource_name__icontains=f.q) | Q(message__icontains=f.q) | Q(actor_email__icontains=f.q)
         matches = Q()
         for topic, model in TABLE_MODEL.items():
             if f.topic in (None, topic):
-                inner = model.objects.filter(recipient_of(model, user), text, cluster_id=OuterRef("pk"))
+                inner = model.objects.filter(recipient_of(model, user), _text(f.q), cluster_id=OuterRef("pk"))
                 matches |= Q(Exists(inner))
         qs = qs.filter(matches)
     return qs.order_by("-last_at", "-id")
@@ -246,21 +256,15 @@ TOPIC_RANK = {"owner": 1, "group": 0}
 
 
 def _item_filters(model: type[OwnerNotification] | type[GroupNotification], user: User, f: Filters) -> Any:
-    qs = model.objects.filter(recipient_of(model, user))
+    qs = model.objects.filter(recipient_of(model, user), _kind(f))
     if f.unread_only:
         qs = qs.filter(is_read=False)
-    if f.group_id is not None:
-        qs = qs.filter(group_id=f.group_id)
-    if f.type:
-        qs = qs.filter(type=f.type)
-    if f.resource:
-        qs = qs.filter(resource=f.resource)
     if f.since:
         qs = qs.filter(created_at__gte=f.since)
     if f.until:
         qs = qs.filter(created_at__lt=f.until)
     if f.q:
-        qs = qs.filter(Q(resource_name__icontains=f.q) | Q(message__icontains=f.q) | Q(actor_email__icontains=f.q))
+        qs = qs.filter(_text(f.q))
     return qs
 
 
