@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from django.conf import settings
-from kafka import KafkaConsumer
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+class LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Say which partitions this bridge owns. Each batch is committed before the next poll,
+    and a rebalance happens inside poll, so a revoke never finds uncommitted work."""
+
+    def on_partitions_revoked(self, revoked: object) -> None:
+        log.info("partitions revoked: %s", _names(revoked))
+
+    def on_partitions_assigned(self, assigned: object) -> None:
+        log.info("partitions assigned: %s", _names(assigned))
+
+
+def _names(partitions: object) -> str:
+    return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)) or "none"  # type: ignore[attr-defined]
 
 
 def make_consumer(topics: Iterable[str], *, group_id: str | None = None) -> KafkaConsumer:
@@ -26,7 +44,7 @@ def make_consumer(topics: Iterable[str], *, group_id: str | None = None) -> Kafk
         # The bridge may wait this long for Redis to come back before polling again.
         max_poll_interval_ms=300_000,
     )
-    consumer.subscribe(list(topics))
+    consumer.subscribe(list(topics), listener=LogAssignments())
     return consumer
 
 

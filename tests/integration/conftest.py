@@ -155,7 +155,8 @@ def worker(process_env: dict[str, str]) -> Iterator[Process]:
 @pytest.fixture(scope="session")
 def bridge(process_env: dict[str, str], worker: Process) -> Iterator[Process]:
     proc = Process("bridge", process_env)
-    proc.start(ready="kafka_bridge: consuming")
+    # Joined the group and owns the partitions: events produced from now on are read at once.
+    proc.start(ready="partitions assigned: t")
     yield proc
     proc.stop()
 
