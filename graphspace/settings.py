@@ -101,6 +101,8 @@ KAFKA_TOPICS = {
     "group": env.str("KAFKA_TOPIC_GROUP", default="group"),
 }
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=1)
+# Where the bridge copies every message it rejects (kafka_bridge/dead_letter.py).
+KAFKA_DEAD_LETTER_TOPIC = env.str("KAFKA_DEAD_LETTER_TOPIC", default="notifications.dead-letter")
 KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="graphspace-notifications")
 # Tansu makes a consumer's first join wait session_timeout / 2: keep it short.
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)

@@ -46,6 +46,9 @@ class Rejection:
     reason: str
     # The event_id the message claims, when it got as far as having one (for the log line).
     event_id: str | None = None
+    # The message as it came, for the dead-letter topic.
+    key: bytes | None = field(default=None, repr=False)
+    value: bytes | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -81,9 +84,10 @@ def validate(records: Mapping[TopicPartition, Sequence[Any]], topics: Mapping[st
                 )
                 batch.events.append(event)
             except InvalidEvent as error:
-                batch.rejections.append(
-                    Rejection(tp.topic, tp.partition, message.offset, error.reason, claimed_event_id(message.value))
-                )
+                batch.rejections.append(Rejection(
+                    tp.topic, tp.partition, message.offset, error.reason, claimed_event_id(message.value),
+                    key=getattr(message, "key", None), value=message.value,
+                ))
             batch.offsets[tp] = OffsetAndMetadata(message.offset + 1, "", -1)
     return batch
 
@@ -137,6 +141,7 @@ class Bridge:
         backoff_max: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         heartbeat: Heartbeat | None = None,
+        dead_letter: Callable[[Sequence[Rejection]], None] | None = None,
     ) -> None:
         self.consumer = consumer
         self.submit = submit
@@ -146,6 +151,7 @@ class Bridge:
         self.backoff_max = backoff_max
         self.sleep = sleep
         self.heartbeat = heartbeat
+        self.dead_letter = dead_letter
         self.stats = Stats()
         self.shutdown = False
 
@@ -153,27 +159,45 @@ class Bridge:
         """Signal handler: finish the batch in hand, commit, and stop."""
         self.shutdown = True
 
-    def _submit(self, events: Sequence[Event]) -> bool:
-        """Submit until the broker accepts, backing off; False if told to stop first."""
+    def _hand_on(self, action: Callable[[], str], what: str, extra: dict[str, Any] | None = None) -> bool:
+        """Run `action` until it succeeds, backing off; False if told to stop first."""
         delay = 0.2
         while True:
             try:
-                task_id = self.submit(events)
+                done = action()
             except Exception as error:
                 self.stats.submit_failures += 1
                 metrics.submit_failures.inc()
-                log.warning("celery broker did not accept a batch of %d: %s; retrying in %.1fs",
-                            len(events), error, delay)
+                log.warning("%s not accepted: %s; retrying in %.1fs", what, error, delay)
                 if self.shutdown:
                     return False
-                # Waiting for Redis is not being stuck: keep the heartbeat going.
+                # Waiting for Redis or Kafka is not being stuck: keep the heartbeat going.
                 self.beat()
                 self.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
-            log.info("batch of %d events submitted as task %s", len(events), task_id,
-                     extra={"task_id": task_id, "event_ids": [str(e.event_id) for e in events]})
+            log.info("%s %s", what, done, extra=extra)
             return True
+
+    def _submit(self, events: Sequence[Event]) -> bool:
+        """Submit until the Celery broker accepts the batch; False if told to stop first."""
+        def submit() -> str:
+            return f"submitted as task {self.submit(events)}"
+
+        return self._hand_on(submit, f"batch of {len(events)} events", {"event_ids": [str(e.event_id) for e in events]})
+
+    def _dead_letter(self, rejections: Sequence[Rejection]) -> bool:
+        """Copy the rejected messages to the dead-letter topic before their offsets are
+        committed, so that none is lost for good; False if told to stop first."""
+        if self.dead_letter is None:
+            return True
+        dead_letter = self.dead_letter
+
+        def copy() -> str:
+            dead_letter(rejections)
+            return "copied to the dead-letter topic"
+
+        return self._hand_on(copy, f"{len(rejections)} rejected messages")
 
     def step(self) -> bool:
         """One poll. Returns whether it found work, so the loop idles only when it did not."""
@@ -189,6 +213,8 @@ class Bridge:
             del self.stats.rejections[:-100]
             log.warning("rejected message %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason,
                         extra={"event_id": r.event_id, "topic": r.topic, "partition": r.partition, "offset": r.offset})
+        if batch.rejections and not self._dead_letter(batch.rejections):
+            return True
         if batch.events:
             if not self._submit(batch.events):
                 # Stopping with the batch not accepted: leave its offsets uncommitted so the

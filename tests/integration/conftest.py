@@ -132,6 +132,7 @@ def process_env(django_db_setup: None, django_db_blocker: Any, kafka_topics: dic
         "KAFKA_TOPIC_OWNER": kafka_topics["owner"],
         "KAFKA_TOPIC_GROUP": kafka_topics["group"],
         "KAFKA_CONSUMER_GROUP": f"t{RUN_ID}-notifications",
+        "KAFKA_DEAD_LETTER_TOPIC": f"t{RUN_ID}-dead-letter",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "CELERY_BROKER_URL": broker_url,
         "CHANNELS_REDIS_URL": settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0],

@@ -28,7 +28,8 @@ def own_topics(process_env: dict[str, str], worker: Process, transactional_db: A
     owner_topic = f"{name}-owner"
     create_topics([owner_topic, f"{name}-group"])
     env = {**process_env, "KAFKA_TOPIC_OWNER": owner_topic, "KAFKA_TOPIC_GROUP": f"{name}-group",
-           "KAFKA_CONSUMER_GROUP": f"{name}-notifications", "KAFKA_BATCH_MAX": "50"}
+           "KAFKA_CONSUMER_GROUP": f"{name}-notifications", "KAFKA_BATCH_MAX": "50",
+           "KAFKA_DEAD_LETTER_TOPIC": f"{name}-dead-letter"}
     yield owner_topic, env
 
 
@@ -111,3 +112,27 @@ def test_malformed_messages_are_logged_with_their_position_and_never_block_the_r
     assert f"rejected message {topic}[0]@5: resource: Field required; resource_id: Field required; message: Field required" in log
     assert f"rejected message {topic}[0]@6: resource_id: Input should be a valid integer" in log
     assert "rejected=4" in log
+    # Every rejected message was kept, as it came, on the dead-letter topic.
+    dead = read_all(env["KAFKA_DEAD_LETTER_TOPIC"], 4)
+    assert [m.value for m in dead] == bad
+    headers = [dict(m.headers) for m in dead]
+    positions = [(h["source-topic"].decode(), int(h["source-offset"])) for h in headers]
+    assert positions == [(topic, 1), (topic, 3), (topic, 5), (topic, 6)]
+    assert headers[0]["reason"].decode().startswith("message is not JSON")
+
+
+def read_all(topic: str, expected: int) -> list[Any]:
+    from django.conf import settings
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=5000)
+    found: list[Any] = []
+    try:
+        for message in consumer:
+            found.append(message)
+            if len(found) >= expected:
+                break
+    finally:
+        consumer.close()
+    return sorted(found, key=lambda m: m.offset)

@@ -164,3 +164,34 @@ def test_shutdown_finishes_the_batch_in_hand_then_stops() -> None:
     assert len(submit.batches) == 1
     assert consumer.commits == [{OWNER: OffsetAndMetadata(1, "", -1)}]
     assert consumer.closed
+
+
+class DeadLetters:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.copied: list[tuple[int, bytes | None]] = []
+
+    def __call__(self, rejections: Sequence[Any]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("kafka is down")
+        self.copied += [(r.offset, r.value) for r in rejections]
+
+
+def test_rejected_messages_are_copied_to_the_dead_letter_topic_before_the_commit() -> None:
+    consumer = MemoryConsumer([{OWNER: [Record(0, upload(0)), Record(1, b"{oops"), Record(2, b"[]")]}])
+    dead = DeadLetters(failures=1)
+    sleeps: list[float] = []
+    bridge = Bridge(consumer, Submitter(), TOPICS, sleep=sleeps.append, dead_letter=dead)
+    bridge.step()
+    assert dead.copied == [(1, b"{oops"), (2, b"[]")]
+    assert sleeps == [0.2]
+    assert consumer.commits == [{OWNER: OffsetAndMetadata(3, "", -1)}]
+
+
+def test_stopping_while_the_dead_letter_topic_is_unreachable_commits_nothing() -> None:
+    consumer = MemoryConsumer([{OWNER: [Record(0, b"{oops")]}])
+    bridge = Bridge(consumer, Submitter(), TOPICS, sleep=lambda s: None, dead_letter=DeadLetters(failures=100))
+    bridge.request_shutdown()
+    bridge.step()
+    assert consumer.commits == []

@@ -12,5 +12,5 @@ class Command(BaseCommand):
     help = "Create the Kafka topics the notification system uses."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        created = create_topics(settings.KAFKA_TOPICS.values())
+        created = create_topics([*settings.KAFKA_TOPICS.values(), settings.KAFKA_DEAD_LETTER_TOPIC])
         self.stdout.write(f"topics created: {', '.join(created) or 'none (all exist)'}")

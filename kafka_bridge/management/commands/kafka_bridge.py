@@ -14,6 +14,7 @@ from kafka import KafkaConsumer
 
 from graphspace import metrics
 from kafka_bridge.backend import create_topics, make_consumer
+from kafka_bridge.dead_letter import DeadLetterTopic
 from kafka_bridge.loop import Bridge, Heartbeat
 from kafka_bridge.submit import submit_batch
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         delay = 0.5
         while not self.stopping:
             try:
-                create_topics(topics)
+                create_topics([*topics, settings.KAFKA_DEAD_LETTER_TOPIC])
                 return make_consumer(topics)
             except Exception as error:
                 log.warning("kafka not reachable (%r); retrying in %.1fs", error, delay)
@@ -57,6 +58,7 @@ class Command(BaseCommand):
             poll_timeout_ms=settings.KAFKA_POLL_TIMEOUT_MS,
             max_records=settings.KAFKA_BATCH_MAX,
             heartbeat=Heartbeat(Path(settings.BRIDGE_HEARTBEAT_FILE)) if settings.BRIDGE_HEARTBEAT_FILE else None,
+            dead_letter=DeadLetterTopic(),
         )
         signal.signal(signal.SIGTERM, bridge.request_shutdown)
         signal.signal(signal.SIGINT, bridge.request_shutdown)
