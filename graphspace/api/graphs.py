@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 
 from graphspace import actions
@@ -26,6 +27,41 @@ def like_regex(pattern: str) -> str:
     for char in pattern:
         out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
     return "^" + "".join(out) + "$"
+
+
+# A node matches by name or label; an edge "u:v" matches in either direction by its ends'
+# names (node ids). ILIKE keeps GraphSpace's wildcards: % and _.
+NODE_SQL = (
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(\"graph\".\"graph_json\"->'elements'->'nodes') AS n "
+    "WHERE n->'data'->>'name' ILIKE %s OR n->'data'->>'label' ILIKE %s)"
+)
+EDGE_SQL = (
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(\"graph\".\"graph_json\"->'elements'->'edges') AS e "
+    "WHERE (e->'data'->>'source' ILIKE %s AND e->'data'->>'target' ILIKE %s) "
+    "OR (e->'data'->>'source' ILIKE %s AND e->'data'->>'target' ILIKE %s))"
+)
+
+
+def name_or_elements(names: list[str], nodes: list[str], edges: list[str]) -> Q | None:
+    """GraphSpace's search: any of the names, OR all of the nodes and edges."""
+    by_name = Q()
+    for name in names:
+        by_name |= Q(name__iregex=like_regex(name))
+    by_elements = Q()
+    for node in nodes:
+        by_elements &= Q(RawSQL(NODE_SQL, [node, node], output_field=BooleanField()))
+    for edge in edges:
+        source, sep, target = edge.partition(":")
+        if not sep or not source or not target:
+            raise errors.bad_request(f"An edge is written source:target, not {edge!r}.")
+        by_elements &= Q(RawSQL(EDGE_SQL, [source, target, target, source], output_field=BooleanField()))
+    if names and (nodes or edges):
+        return by_name | by_elements
+    if names:
+        return by_name
+    if nodes or edges:
+        return by_elements
+    return None
 
 
 def _ordered(qs: QuerySet[Any], request: HttpRequest, allowed: dict[str, str], default: str) -> QuerySet[Any]:
@@ -87,11 +123,8 @@ def list_graphs(request: HttpRequest, user: User) -> Answer:
         qs = qs.filter(shared_groups__groupmember__user__email=member_email)
     if is_public is not None:
         qs = qs.filter(is_public=is_public)
-    names = query_list(request, "names")
-    if names:
-        match = Q()
-        for name in names:
-            match |= Q(name__iregex=like_regex(name))
+    match = name_or_elements(query_list(request, "names"), query_list(request, "nodes"), query_list(request, "edges"))
+    if match is not None:
         qs = qs.filter(match)
     for tag in query_list(request, "tags"):
         qs = qs.filter(tags__contains=[tag])

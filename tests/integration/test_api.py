@@ -90,6 +90,30 @@ def test_graph_shapes_and_queries_follow_graphspace(api: dict[str, Api]) -> None
                          "default_layout_id", "created_at", "updated_at"}
 
 
+def test_graphs_are_found_by_names_or_by_their_nodes_and_edges(api: dict[str, Api]) -> None:
+    alice = api["alice"]
+
+    def graph(name: str, nodes: list[tuple[str, str]], edges: list[tuple[str, str]]) -> None:
+        body = {"elements": {"nodes": [{"data": {"id": i, "label": label}} for i, label in nodes],
+                             "edges": [{"data": {"source": a, "target": b}} for a, b in edges]}}
+        alice.call("POST", "graphs/", {"name": name, "graph_json": body}, expect=201)
+
+    graph("Kinases", [("MAPK1", "ERK2"), ("MAPK3", "ERK1")], [("MAPK1", "MAPK3")])
+    graph("Receptors", [("EGFR", ""), ("MAPK1", "")], [("EGFR", "MAPK1")])
+    graph("Other", [("x", ""), ("y", "")], [("x", "y")])
+
+    def found(query: str) -> list[str]:
+        return sorted(g["name"] for g in alice.call("GET", f"graphs/?owner_email=alice@example.com&{query}")["graphs"])
+
+    assert found("nodes[]=mapk1") == ["Kinases", "Receptors"]
+    assert found("nodes[]=erk2") == ["Kinases"]  # by label
+    assert found("nodes[]=mapk1&nodes[]=egfr") == ["Receptors"]  # nodes are AND-ed
+    assert found("edges[]=MAPK3:MAPK1") == ["Kinases"]  # either direction
+    assert found("nodes[]=MAPK%25") == ["Kinases", "Receptors"]  # wildcard
+    assert found("names[]=Other&nodes[]=EGFR") == ["Other", "Receptors"]  # names OR elements
+    error(alice, "GET", "graphs/?owner_email=alice@example.com&edges[]=nocolon", 400, 1002)
+
+
 def test_layouts_keep_their_json_as_strings_and_their_name_unique(api: dict[str, Api]) -> None:
     alice = api["alice"]
     graph = alice.call("POST", "graphs/", {"name": "G", "graph_json": GRAPH}, expect=201)
