@@ -11,13 +11,19 @@ from typing import Any
 from django.db import transaction
 
 from graphspace import producer
+from graphspace.api import errors
 from graphspace.cyjs import normalise_graph_json, validate_style_json
 from graphspace.models import Graph, Group, GroupGraph, GroupMember, Layout, User
 from notifications.messages import message_text
 
 
 class ActionError(Exception):
-    """A request that cannot be carried out; the message is shown to the user."""
+    """A request that cannot be carried out; the message is shown to the user, and `code` is
+    GraphSpace's error code for it (api.md 1.2)."""
+
+    def __init__(self, message: str, code: int = errors.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _owner_event(type: str, resource: str, obj_id: int, name: str, recipient: User, actor: User) -> None:
@@ -59,7 +65,7 @@ def upload_graph(
     tags: list[str] | None = None, is_public: bool = False,
 ) -> Graph:
     if len(name) > 256:
-        raise ActionError("Graph Name cannot be more than 256 characters long.")
+        raise ActionError("Graph Name cannot be more than 256 characters long.", errors.GRAPH_NAME_SIZE)
     tags = [str(t) for t in (tags or [])]
     graph_data = normalise_graph_json(graph_json, name=name, tags=tags)
     style = validate_style_json(style_json)
@@ -82,7 +88,7 @@ def update_graph(actor: User, graph: Graph, changes: dict[str, Any]) -> Graph:
         if "name" in changes and changes["name"]:
             name = str(changes["name"])
             if len(name) > 256:
-                raise ActionError("Graph Name cannot be more than 256 characters long.")
+                raise ActionError("Graph Name cannot be more than 256 characters long.", errors.GRAPH_NAME_SIZE)
             if name != graph.name and Graph.objects.filter(owner=graph.owner, name=name).exists():
                 raise ActionError(f"Graph {name} already exists for {graph.owner.email}!")
             graph.name = name
@@ -125,7 +131,7 @@ def create_layout(
 ) -> Layout:
     with transaction.atomic():
         if Layout.objects.filter(graph=graph, owner=actor, name=name).exists():
-            raise ActionError(f"Layout with name `{name}` already exists.")
+            raise ActionError(f"Layout with name `{name}` already exists.", errors.LAYOUT_NAME_ALREADY_EXISTS)
         layout = Layout.objects.create(
             graph=graph, owner=actor, name=name, positions_json=positions_json or {},
             style_json=style_json or {}, is_shared=is_shared,
@@ -155,7 +161,7 @@ def update_layout(actor: User, layout: Layout, changes: dict[str, Any]) -> Layou
         if changes.get("name"):
             name = str(changes["name"])
             if name != layout.name and Layout.objects.filter(graph=layout.graph, owner=layout.owner, name=name).exists():
-                raise ActionError(f"Layout with name `{name}` already exists.")
+                raise ActionError(f"Layout with name `{name}` already exists.", errors.LAYOUT_NAME_ALREADY_EXISTS)
             layout.name = name
         if changes.get("positions_json") is not None:
             layout.positions_json = changes["positions_json"]
@@ -217,7 +223,7 @@ def delete_group(actor: User, group: Group) -> None:
 def add_member(actor: User, group: Group, member: User) -> GroupMember:
     with transaction.atomic():
         if GroupMember.objects.filter(group=group, user=member).exists():
-            raise ActionError(f"User with `{member.email}` email id already exists!")
+            raise ActionError(f"User with `{member.email}` email id already exists!", errors.USER_ALREADY_EXISTS)
         membership = GroupMember.objects.create(group=group, user=member)
         _group_event("add", "group_member", member.id, member.email, group, actor, member.email)
     return membership

@@ -75,17 +75,19 @@ def message_key(event: Event) -> str:
     return f"owner:{event.owner_email}"
 
 
+def _send(event: Event) -> Any:
+    """Give the event to the producer; returns the future of the broker's acknowledgement."""
+    value = json.dumps(event.to_message(), separators=(",", ":")).encode("utf-8")
+    return _get_producer().send(settings.KAFKA_TOPICS[event.topic], key=message_key(event).encode("utf-8"), value=value)
+
+
 def publish_rollback_unsafe(event: Event) -> bool:
     """Hand the event to Kafka now, whatever happens to the caller's transaction.
 
     Named so that nobody uses it from a view by accident; `send_message` is the safe door.
     """
-    global failed_sends
-    topic = settings.KAFKA_TOPICS[event.topic]
     try:
-        value = json.dumps(event.to_message(), separators=(",", ":")).encode("utf-8")
-        future = _get_producer().send(topic, key=message_key(event).encode("utf-8"), value=value)
-        future.add_errback(_on_error, event)
+        _send(event).add_errback(_on_error, event)
     except KafkaError as error:
         _hold(event, error)
         return False
@@ -118,23 +120,19 @@ def republish_held(limit: int = 500, timeout: float = 10.0) -> tuple[int, int]:
     """Publish held events again, oldest first; returns (published, still held). Rows are
     claimed with SKIP LOCKED so two workers never publish the same one at once, and a row is
     deleted only once the broker has acknowledged it."""
-    published = 0
+    published: list[int] = []
     with transaction.atomic():
         held = list(HeldEvent.objects.select_for_update(skip_locked=True).order_by("created_at", "id")[:limit])
         for row in held:
-            event = Event.model_validate(row.event)
             try:
-                value = json.dumps(event.to_message(), separators=(",", ":")).encode("utf-8")
-                _get_producer().send(
-                    settings.KAFKA_TOPICS[event.topic], key=message_key(event).encode("utf-8"), value=value
-                ).get(timeout=timeout)
+                _send(Event.model_validate(row.event)).get(timeout=timeout)
             except KafkaError as error:
                 HeldEvent.objects.filter(pk=row.pk).update(attempts=row.attempts + 1, error=repr(error)[:2000])
                 # The broker is still away: the rest would wait just as long for nothing.
                 break
-            row.delete()
-            published += 1
-    return published, HeldEvent.objects.count()
+            published.append(row.pk)
+        HeldEvent.objects.filter(pk__in=published).delete()
+    return len(published), HeldEvent.objects.count()
 
 
 def send_message(topic: str, message: dict[str, Any]) -> Event:

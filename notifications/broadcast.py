@@ -6,27 +6,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection
-
 from graphspace import metrics
 from graphspace.models import User
 from notifications.channels import send_to_users
 from notifications.models import GroupNotification, OwnerNotification
+from notifications.queries import unread_count, unread_counts
 from notifications.serializers import item_json
 
 # Items carried in one push; the page refetches when a message says there are more.
 MAX_ITEMS = 20
-
-
-def _unread_counts(emails: list[str]) -> dict[str, int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT e, (SELECT count(*) FROM owner_notification WHERE owner_email = e AND NOT is_read)"
-            " + (SELECT count(*) FROM group_notification WHERE member_email = e AND NOT is_read)"
-            " FROM unnest(%s::text[]) AS e",
-            [emails],
-        )
-        return {row[0]: int(row[1]) for row in cursor.fetchall()}
 
 
 def broadcast(owner_ids: Sequence[int], group_ids: Sequence[int]) -> int:
@@ -41,7 +29,7 @@ def broadcast(owner_ids: Sequence[int], group_ids: Sequence[int]) -> int:
         return 0
     emails = sorted(per_user)
     user_ids = dict(User.objects.filter(email__in=emails).values_list("email", "id"))
-    counts = _unread_counts(emails)
+    counts = unread_counts(emails)
     messages = [
         (user_ids[email], {
             "type": "notifications.new",
@@ -58,6 +46,4 @@ def broadcast(owner_ids: Sequence[int], group_ids: Sequence[int]) -> int:
 
 def push_count(user: User) -> None:
     """After a mark-read: every open page of this user shows the new count."""
-    from notifications.queries import unread_count
-
     send_to_users([(user.id, {"type": "notifications.count", "unread_count": unread_count(user.email)})])

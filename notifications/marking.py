@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 
 from graphspace.models import User
 from notifications.models import GroupNotification, NotificationCluster, OwnerNotification
-from notifications.queries import TABLE_MODEL, Filters, clusters, recipient_of
+from notifications.queries import TABLE_MODEL, Filters, clusters, item, recipient_of
 
 
 def _flip(qs: QuerySet[OwnerNotification] | QuerySet[GroupNotification]) -> int:
@@ -37,16 +37,16 @@ def _flip(qs: QuerySet[OwnerNotification] | QuerySet[GroupNotification]) -> int:
     return sum(flipped.values())
 
 
+def mark_row(row: OwnerNotification | GroupNotification) -> int:
+    """One notification already known to be the reader's."""
+    with transaction.atomic():
+        return _flip(type(row).objects.filter(pk=row.pk))
+
+
 def mark_item(user: User, topic: str, pk: int) -> int | None:
     """None when the item is not this user's (the API answers 404)."""
-    model = TABLE_MODEL.get(topic)
-    if model is None:
-        return None
-    qs = model.objects.filter(recipient_of(model, user), pk=pk)
-    with transaction.atomic():
-        if not qs.exists():
-            return None
-        return _flip(qs)
+    row = item(user, topic, pk)
+    return None if row is None else mark_row(row)
 
 
 def mark_cluster(user: User, cluster_id: int) -> int | None:

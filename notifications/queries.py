@@ -33,15 +33,20 @@ class BadFilter(ValueError):
     pass
 
 
-def unread_count(email: str) -> int:
-    """Unread notifications of one user, in one query on the two partial unread indexes."""
+def unread_counts(emails: list[str]) -> dict[str, int]:
+    """Unread notifications per user, in one query on the two partial unread indexes."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT (SELECT count(*) FROM owner_notification WHERE owner_email = %s AND NOT is_read)"
-            " + (SELECT count(*) FROM group_notification WHERE member_email = %s AND NOT is_read)",
-            [email, email],
+            "SELECT e, (SELECT count(*) FROM owner_notification WHERE owner_email = e AND NOT is_read)"
+            " + (SELECT count(*) FROM group_notification WHERE member_email = e AND NOT is_read)"
+            " FROM unnest(%s::text[]) AS e",
+            [emails],
         )
-        return int(cursor.fetchone()[0])
+        return {row[0]: int(row[1]) for row in cursor.fetchall()}
+
+
+def unread_count(email: str) -> int:
+    return unread_counts([email]).get(email, 0)
 
 
 def recipient_of(model: type[OwnerNotification] | type[GroupNotification], user: User) -> Q:

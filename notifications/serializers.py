@@ -41,8 +41,10 @@ def item_json(row: OwnerNotification | GroupNotification, viewer: str, group_nam
 def cluster_json(view: ClusterView, viewer: str) -> dict[str, Any]:
     c: NotificationCluster = view.cluster
     group_name = c.group.name if c.group_id and c.group else None
-    if c.size == 1 and view.items:
-        text = item_json(view.items[0], viewer, group_name)["text"]
+    # A cluster of one is shown as its one notification.
+    items = [item_json(i, viewer, group_name) for i in view.items] if c.size == 1 else []
+    if items:
+        text = items[0]["text"]
     else:
         text = cluster_text(topic=c.topic, type=c.type, resource=c.resource, count=c.size,
                             actor=c.actor_email or None, viewer=viewer, group_name=group_name)
@@ -61,5 +63,5 @@ def cluster_json(view: ClusterView, viewer: str) -> dict[str, Any]:
         "preview": name_preview([i.resource_name for i in view.items], c.size) if c.size > 1 else "",
         "first_at": _iso(c.first_at),
         "last_at": _iso(c.last_at),
-        "items": [item_json(i, viewer, group_name) for i in view.items] if c.size == 1 else [],
+        "items": items,
     }

@@ -46,7 +46,7 @@ def open_item(request: HttpRequest, topic: str, pk: int) -> HttpResponse:
     row = queries.item(request.user, topic, pk)  # type: ignore[arg-type]
     if row is None:
         raise Http404("No such notification.")
-    if marking.mark_item(request.user, topic, pk):  # type: ignore[arg-type]
+    if marking.mark_row(row):
         push_count(request.user)  # type: ignore[arg-type]
     target: str | None = None
     if row.resource == "graph" and Graph.objects.filter(pk=row.resource_id).exists():

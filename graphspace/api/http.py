@@ -157,15 +157,10 @@ def api_view(methods: dict[str, Handler]) -> Callable[..., HttpResponse]:
             return JsonResponse(payload, status=status, safe=False)
         except errors.ApiError as error:
             return errors.error_response(request, error)
-        except (ActionError, GraphFormatError, IntegrityError) as error:
-            code = errors.BAD_REQUEST
-            if str(error).startswith("Layout with name"):
-                code = errors.LAYOUT_NAME_ALREADY_EXISTS
-            elif str(error).startswith("Graph Name cannot"):
-                code = errors.GRAPH_NAME_SIZE
-            elif str(error).startswith("User with `"):
-                code = errors.USER_ALREADY_EXISTS
-            return errors.error_response(request, errors.bad_request(str(error), code))
+        except ActionError as error:
+            return errors.error_response(request, errors.bad_request(str(error), error.code))
+        except (GraphFormatError, IntegrityError) as error:
+            return errors.error_response(request, errors.bad_request(str(error)))
         except Exception as error:
             log.exception("API error on %s %s", request.method, request.path)
             return errors.error_response(request, errors.ApiError(500, 2000, f"Internal error: {type(error).__name__}"))
