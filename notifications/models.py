@@ -153,3 +153,41 @@ class Digest(models.Model):
 
     def __str__(self) -> str:
         return f"digest {self.period} for user {self.user_id}: {self.status}"
+
+
+class DeadLetter(models.Model):
+    """A message or event that can never become a notification, kept with its reason.
+
+    Two stages write here: the bridge, for a rejected message the dead-letter topic cannot
+    take (over the broker's size limit, say), and the persist task, for a schema-valid event
+    that PostgreSQL refused. `value` holds the bytes as they came (the Kafka value, or the
+    event's JSON), so an operator can read them, fix the cause, and replay
+    (`manage.py dead_letters`).
+    """
+
+    BRIDGE = "bridge"
+    PERSIST = "persist"
+    STAGE_CHOICES = [(s, s) for s in (BRIDGE, PERSIST)]
+
+    stage = models.CharField(max_length=16, choices=STAGE_CHOICES)
+    reason = models.TextField()
+    # Where the message was read (empty for an event that has no Kafka position any more).
+    topic = models.CharField(max_length=255, blank=True, default="")
+    partition = models.IntegerField(null=True, blank=True)
+    offset = models.BigIntegerField(null=True, blank=True)
+    # The event id the message claims, as text (it may not be a valid UUID).
+    event_id = models.CharField(max_length=64, blank=True, default="")
+    key = models.BinaryField(null=True, blank=True)
+    value = models.BinaryField()
+    # One row per dead letter however often its batch is redelivered: INSERT ... ON CONFLICT
+    # DO NOTHING on this (notifications/dead_letters.py says how it is made).
+    fingerprint = models.CharField(max_length=128, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "notification_dead_letter"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.id} ({self.stage}): {self.reason[:80]}"
