@@ -1,19 +1,24 @@
 """Every action of the triggers table, in one place for the REST API and the web pages.
 
 Each function changes the database in one transaction and announces the change through
-`producer.send_message`, which publishes only after that transaction commits.
+`producer.send_message`, which writes the event to the outbox in that same transaction.
+
+Group events carry the group's membership number as of the action (`membership_seq`), so
+that their recipients are the members of that moment however late the pipeline reads them:
+adds and removes bump the number under the group's row lock, and the actions that announce
+to a group read it under a share lock, which waits for a membership change in flight.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from graphspace import producer
 from graphspace.api import errors
 from graphspace.cyjs import normalise_graph_json, validate_style_json
-from graphspace.models import Graph, Group, GroupGraph, GroupMember, Layout, User
+from graphspace.models import Graph, Group, GroupGraph, GroupMember, Layout, MembershipSpan, User
 from notifications.messages import message_text
 
 
@@ -38,12 +43,38 @@ def _owner_event(type: str, resource: str, obj_id: int, name: str, recipient: Us
     })
 
 
+def _bump_membership(group: Group) -> int:
+    """The group's next membership number, taken under its row lock (no key columns change,
+    so the persist task's key-share lock on the group never waits for it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{Group._meta.db_table}" SET membership_seq = membership_seq + 1 WHERE id = %s RETURNING membership_seq',
+            [group.id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise ActionError(f"Group {group.id} does not exist.")
+    return int(row[0])
+
+
+def _membership_now(group: Group) -> int:
+    """The group's membership number for an event about it. FOR SHARE waits for an add or a
+    remove in flight, so the number read is the one in force when this action commits."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT membership_seq FROM "{Group._meta.db_table}" WHERE id = %s FOR SHARE', [group.id])
+        row = cursor.fetchone()
+    if row is None:
+        raise ActionError(f"Group {group.id} does not exist.")
+    return int(row[0])
+
+
 def _group_event(
     type: str, resource: str, obj_id: int, name: str, group: Group, actor: User,
-    member_email: str | None = None,
+    member_email: str | None = None, membership_seq: int | None = None,
 ) -> None:
     message: dict[str, Any] = {
         "group_id": group.id,
+        "membership_seq": _membership_now(group) if membership_seq is None else membership_seq,
         # The seed's group events carry the actor as owner_email.
         "owner_email": actor.email,
         "actor_email": actor.email,
@@ -190,8 +221,9 @@ def create_group(actor: User, *, name: str, description: str = "") -> Group:
     with transaction.atomic():
         if Group.objects.filter(owner=actor, name=name).exists():
             raise ActionError(f"Group {name} already exists for {actor.email}!")
-        group = Group.objects.create(owner=actor, name=name, description=description or "")
+        group = Group.objects.create(owner=actor, name=name, description=description or "", membership_seq=1)
         GroupMember.objects.create(group=group, user=actor)
+        MembershipSpan.objects.create(group=group, user=actor, joined_seq=1)
         _owner_event("create", "group", group.id, group.name, actor, actor)
     return group
 
@@ -215,17 +247,27 @@ def update_group(actor: User, group: Group, changes: dict[str, Any]) -> Group:
 
 def delete_group(actor: User, group: Group) -> None:
     with transaction.atomic():
-        group_id, name, owner = group.id, group.name, group.owner
+        # Lock the row before Django collects what the delete cascades to: a persist task
+        # holding the group (a key-share lock) finishes first and its rows are collected
+        # too; one that comes later finds no group and stores nothing for it.
+        locked = Group.objects.select_for_update().filter(pk=group.pk).first()
+        if locked is None:
+            raise ActionError(f"Group {group.id} does not exist.")
+        group_id, name, owner = locked.id, locked.name, locked.owner
+        group = locked
         group.delete()
         _owner_event("delete", "group", group_id, name, owner, actor)
 
 
 def add_member(actor: User, group: Group, member: User) -> GroupMember:
     with transaction.atomic():
+        # Numbered first: the group's row lock also serialises two adds of one member.
+        seq = _bump_membership(group)
         if GroupMember.objects.filter(group=group, user=member).exists():
             raise ActionError(f"User with `{member.email}` email id already exists!", errors.USER_ALREADY_EXISTS)
         membership = GroupMember.objects.create(group=group, user=member)
-        _group_event("add", "group_member", member.id, member.email, group, actor, member.email)
+        MembershipSpan.objects.create(group=group, user=member, joined_seq=seq)
+        _group_event("add", "group_member", member.id, member.email, group, actor, member.email, seq)
     return membership
 
 
@@ -233,10 +275,12 @@ def remove_member(actor: User, group: Group, member: User) -> None:
     with transaction.atomic():
         if member.id == group.owner_id:
             raise ActionError("Cannot remove group owner from the group.")
+        seq = _bump_membership(group)
         deleted, _ = GroupMember.objects.filter(group=group, user=member).delete()
         if not deleted:
             raise ActionError(f"User {member.id} is not a member of group {group.id}.")
-        _group_event("remove", "group_member", member.id, member.email, group, actor, member.email)
+        MembershipSpan.objects.filter(group=group, user=member, left_seq__isnull=True).update(left_seq=seq)
+        _group_event("remove", "group_member", member.id, member.email, group, actor, member.email, seq)
 
 
 def share_graph(actor: User, group: Group, graph: Graph) -> GroupGraph:

@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "graphspace.settings")
 
 app = Celery("graphspace")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ("tasks.persist", "tasks.broadcast", "tasks.digest", "tasks.republish")
+app.conf.imports = ("tasks.persist", "tasks.broadcast", "tasks.digest")

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, multiprocess, start_http_server, values
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -141,17 +141,54 @@ task_retries = Counter("graphspace_task_retries", "Celery task retries after a t
 task_failures = Counter("graphspace_task_failures", "Celery tasks that failed for good (logged with their payload).", ["task"])
 digest_emails_sent = Counter("graphspace_digest_emails_sent", "Digest emails handed to the mail server.")
 
+# --- The relay (graphspace/producer.py: Relay) ------------------------------------------
+relay_published = Counter("graphspace_relay_events_published", "Outbox events the broker acknowledged (then deleted).")
+relay_failures = Counter(
+    "graphspace_relay_failures", "Batches the broker did not acknowledge in full (kept in the outbox and retried)."
+)
+relay_heartbeat = Gauge(
+    "graphspace_relay_heartbeat_timestamp_seconds", "When the relay's loop last turned (Unix time).",
+    multiprocess_mode="mostrecent",
+)
+outbox_backlog = Gauge(
+    "graphspace_relay_outbox_events", "Events in the outbox when the relay last emptied it (normally 0).",
+    multiprocess_mode="mostrecent",
+)
+outbox_oldest_age = Gauge(
+    "graphspace_relay_outbox_oldest_age_seconds", "Age of the oldest outbox event when the relay last looked.",
+    multiprocess_mode="mostrecent",
+)
 
-class ProducerFailures(Collector):
-    """The web app's events that never reached Kafka (graphspace/producer.py counts them)."""
+
+class OutboxBacklog(Collector):
+    """Events written by actions and not yet acknowledged by Kafka, read from the outbox
+    table on each scrape of web's /metrics: it rises whenever the relay or the broker is
+    away, whichever process is asked."""
+
+    def describe(self) -> Iterator[Metric]:
+        # Registering asks for the names; without this it would query at import time.
+        yield GaugeMetricFamily("graphspace_outbox_events", "")
+        yield GaugeMetricFamily("graphspace_outbox_oldest_age_seconds", "")
 
     def collect(self) -> Iterator[Metric]:
-        from graphspace import producer
+        from django.db import connection
 
-        yield CounterMetricFamily(
-            "graphspace_producer_failed_sends",
-            "Events the web app could not hand to Kafka: the change was saved, nobody was notified.",
-            value=producer.failed_sends,
+        from graphspace.models import OutboxEvent
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f'SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) '
+                    f'FROM "{OutboxEvent._meta.db_table}"'
+                )
+                count, age = cursor.fetchone()
+        except Exception as error:
+            # The database away: /healthz says so; the rest of /metrics still answers.
+            log.warning("outbox metrics unavailable: %r", error)
+            return
+        yield GaugeMetricFamily("graphspace_outbox_events", "Events in the outbox, not yet acknowledged by Kafka.", value=count)
+        yield GaugeMetricFamily(
+            "graphspace_outbox_oldest_age_seconds", "Age of the oldest event in the outbox (0 when empty).", value=float(age)
         )
 
 

@@ -7,7 +7,7 @@ import string
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 
 
 class UserManager(BaseUserManager["User"]):
@@ -44,6 +44,14 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        # Lock the row before Django collects what the delete cascades to, so a persist task
+        # writing this user's notifications (it holds a key-share lock on the user) finishes
+        # first and its rows are collected too.
+        with transaction.atomic():
+            list(User.objects.select_for_update().filter(pk=self.pk).values_list("pk"))
+            return super().delete(*args, **kwargs)
 
     @property
     def is_staff(self) -> bool:
@@ -106,6 +114,8 @@ class Group(models.Model):
     description = models.TextField(blank=True, default="")
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="owned_groups")
     invite_code = models.CharField(max_length=10, default=new_invite_code)
+    # Bumped by every add and remove of a member (see MembershipSpan).
+    membership_seq = models.BigIntegerField(default=0)
     members = models.ManyToManyField(User, through="GroupMember", related_name="member_groups")
     graphs = models.ManyToManyField(Graph, through="GroupGraph", related_name="shared_groups")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -146,21 +156,51 @@ class GroupGraph(models.Model):
         ]
 
 
-class HeldEvent(models.Model):
-    """An event that could not be handed to Kafka (the broker was down or refused it).
+class MembershipSpan(models.Model):
+    """When a user was a member of a group, in the group's own sequence of membership changes.
 
-    Held here and published again by the `tasks.republish_events` beat task, with its own
-    event_id, so the notification arrives late rather than never, and exactly once.
+    Every add and remove bumps `Group.membership_seq`; a member's span starts at the number
+    their add took and ends at the number their removal took. A group event carries the
+    number current when its action committed, so the persist task finds the members of that
+    moment, however late it runs (notifications/persist.py). `GroupMember` stays the current
+    membership that pages and permissions read.
     """
 
-    event_id = models.UUIDField(unique=True)
-    topic = models.CharField(max_length=16)
-    event = models.JSONField()
-    error = models.TextField(blank=True, default="")
-    attempts = models.IntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    joined_seq = models.BigIntegerField()
+    # Null while the user is a member.
+    left_seq = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
-        db_table = "held_event"
-        ordering = ["created_at", "id"]
+        db_table = "group_membership_span"
+        indexes = [
+            # "The members of group G at number S": every span of G that started by S.
+            models.Index(fields=["group", "joined_seq"], name="membership_span_group"),
+        ]
+        constraints = [
+            # One open span per member: adding someone who is a member already is refused
+            # by the action before it gets here.
+            models.UniqueConstraint(
+                fields=["group", "user"], condition=models.Q(left_seq__isnull=True), name="membership_span_open_once"
+            )
+        ]
+
+
+class OutboxEvent(models.Model):
+    """An event written in the same transaction as the change it announces (the
+    transactional outbox). The relay (`manage.py relay_outbox`) publishes the rows to Kafka in
+    id order and deletes each once the broker has acknowledged it, so a change and its event
+    commit or vanish together and neither a Kafka outage nor a dead web process loses one."""
+
+    topic = models.CharField(max_length=16)
+    # The Kafka message key (graphspace/producer.py: message_key); events of one key are
+    # published in order.
+    key = models.CharField(max_length=300)
+    event_id = models.UUIDField()
+    # The Kafka message value: UTF-8 JSON, exactly as it will be published.
+    value = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "event_outbox"

@@ -153,8 +153,8 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 # --- metrics --------------------------------------------------------------------------------
 
 _registry = metrics.registry()
-# Only the web app publishes events; its failures to do so are its own metric.
-_registry.register(metrics.ProducerFailures())
+# The outbox as the database holds it: what no relay has published yet.
+_registry.register(metrics.OutboxBacklog())
 
 LOOPBACK = {"127.0.0.1", "::1"}
 

@@ -1,71 +1,43 @@
-"""The one door to Kafka for the web app.
+"""The one door to Kafka for the web app: the transactional outbox and its relay.
 
 `send_message(topic, message)` keeps the seed's signature. It completes and validates the
-event at once (a programming error shows up in the request that made it), and publishes it
-only after the surrounding database transaction commits, so nobody hears of a change that
-was rolled back. Publishing never fails the user's request: an event that the broker does
-not take within KAFKA_PRODUCER_MAX_BLOCK_MS (or refuses later) is logged, counted and held in
-the `held_event` table, and the `tasks.republish_events` beat task publishes it again.
+event at once (a programming error shows up in the request that made it) and writes it to
+the outbox table inside the caller's transaction: the change and its event commit or vanish
+together, and the request never waits for Kafka. A trigger on the table wakes the relay
+(PostgreSQL NOTIFY, delivered when the transaction commits).
+
+The relay (`manage.py relay_outbox`, `Relay` below) claims the oldest rows, publishes them,
+waits for the broker's acknowledgement and only then deletes them. A relay that dies after
+publishing and before deleting publishes those rows again: at-least-once, and the persist
+task's unique key on (event, recipient) makes the copy change nothing. Rows are claimed with
+SKIP LOCKED, so two relays never publish one row at once, and under a per-key advisory lock,
+so a second relay never overtakes the first on one key: each key's events reach Kafka in the
+order their transactions wrote them.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from graphspace.models import HeldEvent
+from graphspace import metrics
+from graphspace.models import OutboxEvent
 from notifications.events import Event, new_event
 
 log = logging.getLogger(__name__)
 
-_producer: KafkaProducer | None = None
-_lock = threading.Lock()
-
-# Events that could not be handed to the producer (broker unreachable); read by tests and,
-# later, exported as a metric.
-failed_sends = 0
-
-
-def _get_producer() -> KafkaProducer:
-    global _producer
-    with _lock:
-        if _producer is None:
-            _producer = KafkaProducer(
-                bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-                client_id="graphspace-web",
-                acks="all",
-                retries=5,
-                linger_ms=5,
-                max_block_ms=settings.KAFKA_PRODUCER_MAX_BLOCK_MS,
-                # Joining the cluster (first use) waits no longer than a send may.
-                bootstrap_timeout_ms=settings.KAFKA_PRODUCER_MAX_BLOCK_MS,
-                request_timeout_ms=10000,
-            )
-            atexit.register(close)
-        return _producer
-
-
-def close(timeout: float = 5.0) -> None:
-    """Flush what is buffered and close the connection (process exit, tests)."""
-    global _producer
-    with _lock:
-        producer, _producer = _producer, None
-    if producer is not None:
-        producer.flush(timeout=timeout)
-        producer.close(timeout=timeout)
-
-
-def flush(timeout: float = 10.0) -> None:
-    if _producer is not None:
-        _producer.flush(timeout=timeout)
+# The channel the outbox trigger notifies (graphspace/migrations: outbox_notify).
+NOTIFY_CHANNEL = "graphspace_outbox"
 
 
 def message_key(event: Event) -> str:
@@ -75,68 +47,213 @@ def message_key(event: Event) -> str:
     return f"owner:{event.owner_email}"
 
 
-def _send(event: Event) -> Any:
-    """Give the event to the producer; returns the future of the broker's acknowledgement."""
-    value = json.dumps(event.to_message(), separators=(",", ":")).encode("utf-8")
-    return _get_producer().send(settings.KAFKA_TOPICS[event.topic], key=message_key(event).encode("utf-8"), value=value)
+def encode(event: Event) -> bytes:
+    return json.dumps(event.to_message(), separators=(",", ":")).encode("utf-8")
 
 
-def publish_rollback_unsafe(event: Event) -> bool:
-    """Hand the event to Kafka now, whatever happens to the caller's transaction.
-
-    Named so that nobody uses it from a view by accident; `send_message` is the safe door.
-    """
-    try:
-        _send(event).add_errback(_on_error, event)
-    except KafkaError as error:
-        _hold(event, error)
-        return False
-    return True
-
-
-def _on_error(error: BaseException, event: Event) -> None:
-    """Delivery failed after the producer's own retries (runs in kafka-python's I/O thread)."""
-    try:
-        _hold(event, error)
-    finally:
-        connection.close()
-
-
-def _hold(event: Event, error: BaseException) -> None:
-    global failed_sends
-    failed_sends += 1
-    log.error("event %s not published (%r); held for republishing", event.event_id, error,
-              extra={"event_id": str(event.event_id)})
-    try:
-        HeldEvent.objects.get_or_create(
-            event_id=event.event_id,
-            defaults={"topic": event.topic, "event": event.to_task(), "error": repr(error)[:2000]},
-        )
-    except DatabaseError:
-        log.exception("event %s could not be held either", event.event_id, extra={"event_id": str(event.event_id)})
-
-
-def republish_held(limit: int = 500, timeout: float = 10.0) -> tuple[int, int]:
-    """Publish held events again, oldest first; returns (published, still held). Rows are
-    claimed with SKIP LOCKED so two workers never publish the same one at once, and a row is
-    deleted only once the broker has acknowledged it."""
-    published: list[int] = []
-    with transaction.atomic():
-        held = list(HeldEvent.objects.select_for_update(skip_locked=True).order_by("created_at", "id")[:limit])
-        for row in held:
-            try:
-                _send(Event.model_validate(row.event)).get(timeout=timeout)
-            except KafkaError as error:
-                HeldEvent.objects.filter(pk=row.pk).update(attempts=row.attempts + 1, error=repr(error)[:2000])
-                # The broker is still away: the rest would wait just as long for nothing.
-                break
-            published.append(row.pk)
-        HeldEvent.objects.filter(pk__in=published).delete()
-    return len(published), HeldEvent.objects.count()
+def write_to_outbox(event: Event) -> None:
+    """Add the event to the outbox in the caller's transaction (it must be in one)."""
+    OutboxEvent.objects.create(topic=event.topic, key=message_key(event), event_id=event.event_id, value=encode(event))
 
 
 def send_message(topic: str, message: dict[str, Any]) -> Event:
-    """Publish a notification event after the current transaction commits (the seed's API)."""
+    """Announce a change (the seed's API): the event is written to the outbox in the current
+    transaction and reaches Kafka after it commits; a rolled-back change announces nothing."""
     event = new_event(topic, message)
-    transaction.on_commit(lambda: publish_rollback_unsafe(event))
+    write_to_outbox(event)
     return event
+
+
+# --- The relay -------------------------------------------------------------------------
+
+# The oldest rows whose key no other relay holds, locked for this transaction. The advisory
+# lock is taken as the scan meets each row, so a second relay skips every row of a key the
+# first one has claimed any row of, including rows written after that claim.
+_CLAIM_SQL = f"""
+SELECT id, topic, key, value FROM "{OutboxEvent._meta.db_table}"
+ WHERE pg_try_advisory_xact_lock(hashtextextended('outbox:' || key, 0))
+ ORDER BY id
+ LIMIT %s
+   FOR UPDATE SKIP LOCKED
+"""
+
+
+@dataclass
+class Claimed:
+    id: int
+    topic: str
+    key: str
+    value: bytes
+
+
+class PublishError(Exception):
+    """The broker did not acknowledge every row of a batch; the rest stay in the outbox."""
+
+
+def make_producer() -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+        client_id="graphspace-relay",
+        acks="all",
+        # One request in flight per connection: a retried request cannot overtake the next
+        # one, so a key's order survives retries.
+        max_in_flight_requests_per_connection=1,
+        retries=3,
+        linger_ms=2,
+        max_block_ms=settings.KAFKA_RELAY_TIMEOUT_MS,
+        bootstrap_timeout_ms=settings.KAFKA_RELAY_TIMEOUT_MS,
+        request_timeout_ms=settings.KAFKA_RELAY_TIMEOUT_MS,
+    )
+
+
+class Relay:
+    """Publishes the outbox. `step()` moves one batch; `run()` loops, woken by NOTIFY."""
+
+    def __init__(
+        self, *, batch: int = 500, producer_factory: Callable[[], KafkaProducer] = make_producer,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.batch = batch
+        self.producer_factory = producer_factory
+        self.backoff_max = backoff_max
+        self._producer: KafkaProducer | None = None
+        self.shutdown = False
+        self.published = 0
+
+    def request_shutdown(self, *_: Any) -> None:
+        self.shutdown = True
+
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = self.producer_factory()
+        return self._producer
+
+    def reset_producer(self) -> None:
+        """Drop the producer after any failure: one that hit a fatal error (the broker
+        restarted under it) would otherwise stay broken for the life of the process."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=1)
+            except Exception:  # closing a broken producer may fail too; it is gone either way
+                log.debug("closing the failed producer", exc_info=True)
+
+    def publish(self, rows: list[Claimed]) -> list[int]:
+        """Send the rows and wait for the broker; return the ids it acknowledged, in order,
+        stopping at the first failure (what follows it waits for the next attempt)."""
+        producer = self.producer()
+        timeout = settings.KAFKA_RELAY_TIMEOUT_MS / 1000
+        futures = [
+            producer.send(settings.KAFKA_TOPICS[row.topic], key=row.key.encode("utf-8"), value=row.value)
+            for row in rows
+        ]
+        producer.flush(timeout=timeout)
+        acked: list[int] = []
+        for row, future in zip(rows, futures, strict=True):
+            try:
+                future.get(timeout=timeout)
+            except KafkaError as error:
+                if not acked and not getattr(error, "retriable", True):
+                    log.error("outbox row %d refused by the broker: %r", row.id, error)
+                raise PublishError(f"{len(rows) - len(acked)} of {len(rows)} not acknowledged: {error!r}") from error
+            acked.append(row.id)
+        return acked
+
+    def step(self) -> int:
+        """Publish one batch of the oldest rows; returns how many were published."""
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_CLAIM_SQL, [self.batch])
+                rows = [Claimed(i, t, k, bytes(v)) for i, t, k, v in cursor.fetchall()]
+            if not rows:
+                return 0
+            try:
+                acked = self.publish(rows)
+            except (PublishError, KafkaError) as error:
+                # Nothing is deleted: the rows are published again (a copy the broker did
+                # take is harmless, persisting is idempotent).
+                self.reset_producer()
+                metrics.relay_failures.inc()
+                raise PublishError(str(error)) from error
+            OutboxEvent.objects.filter(id__in=acked).delete()
+        self.published += len(acked)
+        metrics.relay_published.inc(len(acked))
+        return len(acked)
+
+    def drain(self) -> int:
+        """Publish until the outbox is empty (or a stop is asked for)."""
+        total = 0
+        while not self.shutdown:
+            moved = self.step()
+            total += moved
+            if moved < self.batch:
+                break
+        return total
+
+    def run(self, listen: Callable[[float], bool] | None = None) -> None:
+        """Drain, then wait for a NOTIFY (or `idle` seconds, in case one was missed while
+        reconnecting); back off while the broker or the database is away."""
+        wait = listen or self._listener()
+        delay = 0.2
+        try:
+            while not self.shutdown:
+                metrics.relay_heartbeat.set_to_current_time()
+                try:
+                    self.drain()
+                    delay = 0.2
+                    self._report_backlog()
+                    wait(settings.OUTBOX_IDLE_POLL_SECONDS)
+                except Exception as error:
+                    log.warning("relay: %s; retrying in %.1fs", error, delay)
+                    connection.close()
+                    self._sleep(delay)
+                    delay = min(delay * 2, self.backoff_max)
+        finally:
+            self.reset_producer()
+            log.info("relay stopped after publishing %d events", self.published)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.shutdown and time.monotonic() < deadline:
+            time.sleep(min(0.1, seconds))
+
+    def _report_backlog(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT count(*), min(created_at) FROM "{OutboxEvent._meta.db_table}"')
+            count, oldest = cursor.fetchone()
+        metrics.outbox_backlog.set(count)
+        metrics.outbox_oldest_age.set(max(0.0, time.time() - oldest.timestamp()) if oldest else 0.0)
+
+    def _listener(self) -> Callable[[float], bool]:
+        """A dedicated connection that LISTENs to the outbox channel; returns a function that
+        waits up to `timeout` seconds for a notification (True if one came)."""
+        state: dict[str, psycopg.Connection[Any] | None] = {"conn": None}
+
+        def wait(timeout: float) -> bool:
+            conn = state["conn"]
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(_dsn(), autocommit=True)
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    state["conn"] = conn
+                    # Rows written while we were not listening would wait a whole idle period.
+                    return True
+                for _ in conn.notifies(timeout=timeout, stop_after=1):
+                    return True
+                return False
+            except psycopg.Error as error:
+                log.warning("relay: listening for the outbox failed (%s); polling", error)
+                if conn is not None:
+                    conn.close()
+                state["conn"] = None
+                self._sleep(min(timeout, 1.0))
+                return False
+
+        return wait
+
+
+def _dsn() -> str:
+    db = settings.DATABASES["default"]
+    return psycopg.conninfo.make_conninfo(
+        dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=str(db["PORT"] or ""),
+    )

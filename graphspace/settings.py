@@ -108,9 +108,11 @@ KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="graphspace-notif
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 KAFKA_BATCH_MAX = env.int("KAFKA_BATCH_MAX", default=500)
 KAFKA_POLL_TIMEOUT_MS = env.int("KAFKA_POLL_TIMEOUT_MS", default=200)
-# How long a request may wait for the broker's metadata before the event is given up on
-# (logged and counted); a Kafka outage must never fail the user's request for long.
-KAFKA_PRODUCER_MAX_BLOCK_MS = env.int("KAFKA_PRODUCER_MAX_BLOCK_MS", default=2000)
+# The outbox relay (graphspace/producer.py): how long it waits for the broker to take a
+# batch before it keeps the batch and tries again (requests never wait for Kafka at all).
+KAFKA_RELAY_TIMEOUT_MS = env.int("KAFKA_RELAY_TIMEOUT_MS", default=5000)
+# The relay is woken by NOTIFY at once; it also looks this often in case a wake-up was lost.
+OUTBOX_IDLE_POLL_SECONDS = env.float("OUTBOX_IDLE_POLL_SECONDS", default=1.0)
 
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
@@ -130,14 +132,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)
 }
 CELERY_TASK_ALWAYS_EAGER = False
-# Beat publishes again the events the web app could not hand to Kafka (graphspace/producer.py).
-# django-celery-beat copies this entry into its database at start.
-CELERY_BEAT_SCHEDULE = {
-    "republish held events": {
-        "task": "tasks.republish_events",
-        "schedule": env.float("REPUBLISH_INTERVAL_SECONDS", default=30.0),
-    },
-}
 # The queue the tasks go to and the workers read; a test run uses one of its own.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 
@@ -168,6 +162,7 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_HOST = env.str("METRICS_HOST", default="127.0.0.1")
 BRIDGE_METRICS_PORT = env.int("BRIDGE_METRICS_PORT", default=9101)
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=9102)
+RELAY_METRICS_PORT = env.int("RELAY_METRICS_PORT", default=9103)
 # The bridge touches this file once a second at most, busy or idle (empty: no file).
 BRIDGE_HEARTBEAT_FILE = env.str("BRIDGE_HEARTBEAT_FILE", default="")
 # Seconds /healthz waits for each of the database, Redis and Kafka.

@@ -81,6 +81,9 @@ class Event(BaseModel):
     group_id: int | None = None
     # The member an add or remove event is about; a removed member hears of it too.
     member_email: str | None = None
+    # Group topic: the group's membership number when the action committed; the recipients
+    # are the members of that moment (notifications/persist.py).
+    membership_seq: int | None = Field(default=None, ge=0, le=2**63 - 1)
     occurred_at: datetime
 
     @field_validator("owner_email", "actor_email", "member_email")

@@ -1,5 +1,9 @@
 """Write a batch of events as notification rows: bulk, idempotent, clustered, one transaction.
 
+Group recipients are the members as of the action: each group event carries the group's
+membership number when it committed, and the members of that moment are read from the
+membership spans (graphspace/models.py: MembershipSpan), however late the batch is processed.
+
 Query budget for a batch, whatever its size: lock the groups, read their members, read the
 recipients, take the recipients' cluster locks, skip rows already stored, read the open
 clusters, create the new clusters, insert the rows, update the clusters' counts. Inserts are
@@ -8,6 +12,7 @@ chunked at CHUNK rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections import defaultdict
@@ -17,17 +22,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from graphspace.models import Group, GroupMember, User
+from graphspace.models import Group, MembershipSpan, User
+from notifications import dead_letters
 from notifications.clustering import Span, assign, cluster_key
 from notifications.events import Event
 from notifications.messages import message_for
-from notifications.models import NotificationCluster
+from notifications.models import DeadLetter, NotificationCluster
 from notifications.recipients import recipients
 
 log = logging.getLogger(__name__)
+
+# Errors a later attempt can cure (the database restarting, a dropped connection, a deadlock
+# or a serialisation failure): the whole batch is retried. Anything else is about the data.
+TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 
 # Rows per INSERT statement: 1,000 rows x 16 columns stays far below PostgreSQL's 65,535
 # bind parameters and keeps each statement's plan cheap.
@@ -48,10 +58,18 @@ class PersistResult:
     group_ids: list[int] = field(default_factory=list)
     # Recipients that are not GraphSpace users (an event about an unknown email).
     unknown_recipients: set[str] = field(default_factory=set)
+    # Events the database refused, kept as dead letters.
+    refused: int = 0
 
     @property
     def created(self) -> int:
         return len(self.owner_ids) + len(self.group_ids)
+
+    def merge(self, other: PersistResult) -> PersistResult:
+        return PersistResult(
+            self.owner_ids + other.owner_ids, self.group_ids + other.group_ids,
+            self.unknown_recipients | other.unknown_recipients, self.refused + other.refused,
+        )
 
 
 @dataclass
@@ -70,19 +88,54 @@ def span() -> timedelta:
     return timedelta(hours=settings.NOTIFICATION_CLUSTER_SPAN_HOURS)
 
 
-def _group_members(group_ids: Iterable[int]) -> dict[int, list[str]]:
-    """Members per group, read under a lock that keeps each group from being deleted until
-    this transaction ends (its rows reference the group)."""
-    wanted = sorted(set(group_ids))
+# The members of each (group, membership number) asked for: the spans that had begun by
+# that number and not yet ended (group_membership_span, index membership_span_group). A
+# null number (an event from a producer that does not send one) means the members now.
+_MEMBERS_SQL = f"""
+SELECT r.group_id, r.seq, u.email
+  FROM unnest(%s::bigint[], %s::bigint[]) AS r(group_id, seq)
+  JOIN "{MembershipSpan._meta.db_table}" s ON s.group_id = r.group_id
+       AND (s.left_seq IS NULL OR s.left_seq > r.seq)
+       AND (r.seq IS NULL AND s.left_seq IS NULL OR s.joined_seq <= r.seq)
+  JOIN "{User._meta.db_table}" u ON u.id = s.user_id
+"""
+
+MembersAt = tuple[int, int | None]
+
+
+def _group_members(wanted: Iterable[MembersAt]) -> dict[MembersAt, list[str]]:
+    """Members per (group, membership number), read after a key-share lock on each group:
+    the group cannot be deleted until this transaction ends (its rows reference it), while
+    adds, removes and edits go on. Groups that no longer exist are left out."""
+    wanted = sorted(set(wanted), key=lambda w: (w[0], -1 if w[1] is None else w[1]))
     if not wanted:
         return {}
-    existing = list(
-        Group.objects.select_for_update(no_key=True).filter(id__in=wanted).order_by("id").values_list("id", flat=True)
-    )
-    members: dict[int, list[str]] = {gid: [] for gid in existing}
-    for gid, email in GroupMember.objects.filter(group_id__in=existing).values_list("group_id", "user__email"):
-        members[gid].append(email)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT id FROM "{Group._meta.db_table}" WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE',
+            [sorted({gid for gid, _ in wanted})],
+        )
+        existing = {row[0] for row in cursor.fetchall()}
+        asked = [w for w in wanted if w[0] in existing]
+        members: dict[MembersAt, list[str]] = {w: [] for w in asked}
+        if asked:
+            cursor.execute(_MEMBERS_SQL, [[gid for gid, _ in asked], [seq for _, seq in asked]])
+            for gid, seq, email in cursor.fetchall():
+                members[(gid, seq)].append(email)
     return members
+
+
+def _recipient_ids(emails: set[str]) -> dict[str, int]:
+    """The recipients' user ids, under a key-share lock: a user deleted meanwhile waits for
+    this transaction (and then takes its rows along) instead of failing it."""
+    if not emails:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT email, id FROM "{User._meta.db_table}" WHERE email = ANY(%s) ORDER BY id FOR KEY SHARE',
+            [sorted(emails)],
+        )
+        return dict(cursor.fetchall())
 
 
 def _lock_recipients(emails: Sequence[str]) -> datetime:
@@ -201,22 +254,28 @@ def _count_into_clusters(inserted: list[tuple[int, int]], now: datetime, created
             cursor.execute("DELETE FROM notification_cluster WHERE id = ANY(%s) AND size = 0", [empty])
 
 
-def persist_events(events: Sequence[Event]) -> PersistResult:
-    """Store every notification the events produce; return the ids of the new rows."""
+def _members_at(event: Event) -> MembersAt:
+    assert event.group_id is not None
+    return (event.group_id, event.membership_seq)
+
+
+def persist_batch(events: Sequence[Event]) -> PersistResult:
+    """Store every notification the events produce, in one transaction; return the ids of
+    the new rows. Raises whatever the database raises: `persist_events` decides."""
     result = PersistResult()
     now = timezone.now()
     with transaction.atomic():
-        members = _group_members(e.group_id for e in events if e.topic == "group" and e.group_id is not None)
+        members = _group_members(_members_at(e) for e in events if e.topic == "group" and e.group_id is not None)
         pairs: list[tuple[Event, str]] = []
         for event in events:
-            if event.topic == "group" and event.group_id not in members:
+            if event.topic == "group" and _members_at(event) not in members:
                 log.info("event %s: group %s no longer exists", event.event_id, event.group_id,
                          extra={"event_id": str(event.event_id)})
                 continue
-            group_members = members.get(event.group_id, []) if event.group_id is not None else []
+            group_members = members[_members_at(event)] if event.topic == "group" else []
             pairs.extend((event, r) for r in recipients(event, group_members))
         emails = {r for _, r in pairs}
-        user_ids = dict(User.objects.filter(email__in=emails).values_list("email", "id")) if emails else {}
+        user_ids = _recipient_ids(emails)
         result.unknown_recipients = emails - set(user_ids)
         if user_ids:
             now = _lock_recipients(list(user_ids))
@@ -246,3 +305,43 @@ def persist_events(events: Sequence[Event]) -> PersistResult:
     if result.unknown_recipients:
         log.warning("no such users, not notified: %s", ", ".join(sorted(result.unknown_recipients)))
     return result
+
+
+def persist_events(events: Sequence[Event]) -> PersistResult:
+    """Store what the events produce, isolating any event the database refuses.
+
+    A transient error (the database away, a deadlock) is raised for the task to retry the
+    whole batch; rows already stored make that retry change nothing. Any other error means
+    some event in the batch can never be stored: the batch is split in halves and each half
+    tried on its own, down to the single event, which becomes a dead letter with its reason.
+    A batch of n events with one such event costs about 2·log2(n) extra transactions.
+    """
+    try:
+        return persist_batch(events)
+    except TRANSIENT_DATABASE_ERRORS:
+        raise
+    except Exception as error:
+        if len(events) == 1:
+            refuse(events[0], error)
+            return PersistResult(refused=1)
+        log.warning("batch of %d events refused (%r); splitting it", len(events), error)
+    middle = len(events) // 2
+    first, second = persist_events(events[:middle]), persist_events(events[middle:])
+    return first.merge(second)
+
+
+def refuse(event: Event, error: BaseException) -> None:
+    """Keep an event the database refused as a dead letter, with the database's reason."""
+    refuse_payload(event.to_task(), error)
+
+
+def refuse_payload(data: Any, error: BaseException) -> None:
+    """Keep a persist task's event (its JSON data) as a dead letter with the reason."""
+    reason = f"{type(error).__name__}: {error}".strip()
+    event_id = str(data.get("event_id", ""))[:64] if isinstance(data, dict) else ""
+    topic = str(data.get("topic", ""))[:16] if isinstance(data, dict) else ""
+    log.error("event %s cannot be stored: %s", event_id, reason, extra={"event_id": event_id})
+    dead_letters.record([dead_letters.Letter(
+        stage=DeadLetter.PERSIST, reason=reason, value=json.dumps(data, default=str).encode("utf-8"),
+        topic=topic, event_id=event_id,
+    )])

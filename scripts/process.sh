@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The command line of each long-running process, in one place: the Procfile, the tests
 # and (later) the container image all start processes through this script.
-#   scripts/process.sh web|worker|beat|bridge|flower|smtp
+#   scripts/process.sh web|worker|beat|bridge|relay|flower|smtp
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${VENV:-$ROOT/.venv}/bin"
@@ -19,6 +19,8 @@ case "${1:-}" in
   beat) exec "$BIN/celery" -A graphspace beat -l "${LOG_LEVEL:-INFO}" \
             --scheduler django_celery_beat.schedulers:DatabaseScheduler ;;
   bridge) exec "$BIN/python" manage.py kafka_bridge ;;
+  # Publishes the outbox (events written in the actions' own transactions) to Kafka.
+  relay) exec "$BIN/python" manage.py relay_outbox ;;
   flower)
     # Flower never runs without a password.
     : "${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}"
@@ -26,5 +28,5 @@ case "${1:-}" in
       --port="${FLOWER_PORT:-5555}" --basic-auth="$FLOWER_BASIC_AUTH" ;;
   # Local only: catches the digest emails on 127.0.0.1:1025 and saves them under var/mail/.
   smtp) exec "$BIN/python" -m notifications.smtp_catcher ;;
-  *) echo "usage: $0 web|worker|beat|bridge|flower|smtp" >&2; exit 2 ;;
+  *) echo "usage: $0 web|worker|beat|bridge|relay|flower|smtp" >&2; exit 2 ;;
 esac

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import ValidationError
+
 from graphspace import metrics
 from graphspace.celery import app
 from notifications.events import Event
 from notifications.persist import persist_events as persist
+from notifications.persist import refuse_payload
 from tasks.base import GraphSpaceTask
 from tasks.broadcast import broadcast_notifications
 
@@ -20,13 +23,20 @@ PERSIST_TASK = "tasks.persist_events"
 @app.task(base=GraphSpaceTask, name=PERSIST_TASK, ignore_result=True)
 def persist_events(events: list[dict[str, Any]]) -> int:
     """Store the notifications of a batch; a redelivered batch inserts nothing new."""
-    parsed = [Event.model_validate(e) for e in events]
+    parsed: list[Event] = []
+    for data in events:
+        try:
+            parsed.append(Event.model_validate(data))
+        except ValidationError as error:
+            # The bridge validated it; a task payload that no longer parses (a schema change
+            # between the bridge and this worker) is kept, not retried.
+            refuse_payload(data, error)
     result = persist(parsed)
     metrics.notifications_persisted.labels("owner").inc(len(result.owner_ids))
     metrics.notifications_persisted.labels("group").inc(len(result.group_ids))
     log.info(
-        "persisted %d events as %d notifications: %s",
-        len(parsed), result.created, ", ".join(str(e.event_id) for e in parsed[:20]),
+        "persisted %d events as %d notifications (%d refused): %s",
+        len(parsed), result.created, result.refused, ", ".join(str(e.event_id) for e in parsed[:20]),
         extra={"event_ids": [str(e.event_id) for e in parsed]},
     )
     if result.created:

@@ -172,10 +172,16 @@ def web(process_env: dict[str, str]) -> Iterator[str]:
     proc.stop()
 
 
-@pytest.fixture
-def pipeline(bridge: Process, worker: Process, transactional_db: None) -> Iterator[None]:
-    """The whole pipeline up, with a database whose commits the worker can see."""
-    from graphspace import producer
+@pytest.fixture(scope="session")
+def relay(process_env: dict[str, str]) -> Iterator[Process]:
+    """The outbox relay: publishes what actions wrote to the outbox (graphspace/producer.py)."""
+    proc = Process("relay", {**process_env, "RELAY_METRICS_PORT": "0"})
+    proc.start(ready="relay_outbox: publishing")
+    yield proc
+    proc.stop()
 
-    yield
-    producer.flush()
+
+@pytest.fixture
+def pipeline(relay: Process, bridge: Process, worker: Process, transactional_db: None) -> None:
+    """The whole pipeline up (relay, bridge, worker), with a database whose commits the
+    processes can see."""

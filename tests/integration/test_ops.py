@@ -24,11 +24,13 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.fixtures import Settings
 
+from graphspace import actions
 from kafka_bridge.backend import create_topics
 from notifications.events import new_event
 from notifications.models import OwnerNotification
 from tests.conftest import People
 from tests.integration.conftest import ARTIFACTS, RUN_ID, Process, free_port, wait_for
+from tests.integration.helpers import GRAPH
 
 
 class RedisServer:
@@ -147,11 +149,13 @@ def test_healthz_names_the_database_when_postgresql_does_not_answer(
 # --- /metrics on web --------------------------------------------------------------------------
 
 
-def test_web_metrics_answer_the_loopback_without_a_token(client: Client) -> None:
+def test_web_metrics_answer_the_loopback_without_a_token(client: Client, people: People) -> None:
+    # An action whose event no relay has published yet is in the outbox.
+    actions.upload_graph(people.alice, name="Waiting", graph_json=GRAPH)
     response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
-    assert "graphspace_producer_failed_sends_total" in response.content.decode()
+    assert "graphspace_outbox_events 1.0" in response.content.decode()
     assert client.get("/metrics", REMOTE_ADDR="10.0.0.7").status_code == 403
 
 

@@ -1,34 +1,38 @@
-"""The GraphSpace pages: each form does its action, queues its notification, and keeps to
-the API's permission rules.
+"""The GraphSpace pages: each form does its action, announces it, and keeps to the API's
+permission rules.
 
-The on-commit callbacks are captured, never executed: executing one would publish to Kafka.
-Their number is the number of notification events the action announced.
+The events an action announces are the rows it wrote to the outbox (no relay runs here, so
+they stay there): their number is the number of notification events the action announced.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
 from django.test import Client
 
 from graphspace import actions
-from graphspace.models import Graph, Group, GroupGraph, GroupMember, Layout, User
+from graphspace.models import Graph, Group, GroupGraph, GroupMember, Layout, OutboxEvent, User
 from tests.conftest import People
 from tests.integration.helpers import GRAPH
 
-Capture = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
+Capture = Callable[..., AbstractContextManager[list[OutboxEvent]]]
 XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def capture(django_capture_on_commit_callbacks: Capture) -> Capture:
-    """The callbacks a request queues, left unexecuted (they would publish to Kafka)."""
-    def start() -> AbstractContextManager[list[Callable[[], Any]]]:
-        return django_capture_on_commit_callbacks(execute=False)
+def capture(db: None) -> Capture:
+    """The events written to the outbox inside the block (filled in when it ends)."""
+    @contextmanager
+    def start() -> Iterator[list[OutboxEvent]]:
+        last = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        written: list[OutboxEvent] = []
+        yield written
+        written.extend(OutboxEvent.objects.filter(id__gt=last).order_by("id"))
     return start
 
 
