@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCESSES = ("web", "worker", "beat", "bridge", "flower")
+PROCESSES = ("web", "worker", "beat", "bridge", "relay", "flower")
 PROJECT_IMAGE = "graphspace-notifications:latest"
 
 
