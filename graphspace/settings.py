@@ -136,11 +136,29 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 
 # --- Channels --------------------------------------------------------------------------
+# Each open socket waits for its messages with a blocking Redis read (BZPOPMIN) of 5 s,
+# channels_redis's RedisChannelLayer.brpop_timeout. redis-py's default socket timeout is 5 s
+# too, so the read of an idle socket timed out and daphne closed the socket with 1011 every
+# few seconds. The layer's connections wait longer than that read: a live Redis always answers
+# within it, so only a dead connection reaches the timeout, and is dropped.
+CHANNELS_BLOCKING_READ_SECONDS = 5
+CHANNELS_REDIS_SOCKET_TIMEOUT = env.float("CHANNELS_REDIS_SOCKET_TIMEOUT", default=15.0)
+if CHANNELS_REDIS_SOCKET_TIMEOUT <= CHANNELS_BLOCKING_READ_SECONDS:
+    raise ImproperlyConfigured(
+        f"CHANNELS_REDIS_SOCKET_TIMEOUT must exceed the channel layer's {CHANNELS_BLOCKING_READ_SECONDS} s blocking read"
+    )
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [env.str("CHANNELS_REDIS_URL", default=REDIS_URL)],
+            # One dict per Redis: the address and the connection pool's options
+            # (channels_redis.utils.create_pool passes them to redis-py).
+            "hosts": [{
+                "address": env.str("CHANNELS_REDIS_URL", default=REDIS_URL),
+                "socket_timeout": CHANNELS_REDIS_SOCKET_TIMEOUT,
+                # Connecting is not a blocking read: a Redis that is down is reported as soon as before.
+                "socket_connect_timeout": 5,
+            }],
             "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
         },
     }

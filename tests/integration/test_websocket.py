@@ -1,13 +1,19 @@
 """The websocket's permission matrix, through the real ASGI application and the Redis
-channel layer: anonymous sockets are refused, and each message reaches one user only."""
+channel layer: anonymous sockets are refused, and each message reaches one user only. And a
+real socket through daphne that stays open while idle."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import os
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 from django.test import Client
 
 from graphspace.asgi import application
@@ -17,6 +23,9 @@ from notifications.events import new_event
 from notifications.persist import persist_events
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+# Longer than the channel layer's blocking read (5 s) several times over, and than daphne's
+# ping interval (20 s), so that a socket that survives it survives any idle time.
+IDLE_SECONDS = 30.0
 
 
 def headers_for(user: User | None, origin: tuple[bytes, bytes] = ORIGIN) -> list[tuple[bytes, bytes]]:
@@ -81,3 +90,93 @@ def test_a_socket_from_a_foreign_origin_is_refused(broker_url: str) -> None:
         assert connected is False
 
     async_to_sync(scenario)()
+
+
+
+class BellSocket:
+    """A page's websocket as a browser holds it, over a plain TCP connection (RFC 6455, in
+    a few lines: the autobahn client cannot run here, daphne has claimed txaio for Twisted).
+    It answers daphne's keepalive pings, as browsers do, and otherwise only listens."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.messages: asyncio.Queue[Any] = asyncio.Queue()
+        self.closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self.listening = asyncio.ensure_future(self.listen())
+
+    @classmethod
+    async def open(cls, url: str, origin: str, cookie: str) -> BellSocket:
+        host, port = url.removeprefix("ws://").split("/", 1)[0].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /{url.split('/', 3)[3]} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Origin: {origin}\r\nCookie: {cookie}\r\n\r\n").encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        assert head.startswith("HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    def send(self, opcode: int, payload: bytes = b"") -> None:
+        # A client masks every frame; payloads here are short (pongs, a close).
+        mask = os.urandom(4)
+        self.writer.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+                          + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    async def listen(self) -> None:
+        try:
+            while True:
+                first, second = await self.reader.readexactly(2)
+                length = second & 0x7F
+                if length >= 126:
+                    length = int.from_bytes(await self.reader.readexactly(2 if length == 126 else 8), "big")
+                payload = await self.reader.readexactly(length)
+                opcode = first & 0x0F
+                if opcode == 0x9:  # ping
+                    self.send(0xA, payload)
+                elif opcode == 0x1:
+                    self.messages.put_nowait(json.loads(payload))
+                elif opcode == 0x8:
+                    self.closed.set_result(int.from_bytes(payload[:2], "big") if payload else None)
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+    async def close(self) -> int | None:
+        if not self.closed.done():
+            self.send(0x8, (1000).to_bytes(2, "big"))
+        code = await asyncio.wait_for(self.closed, 10)
+        self.writer.close()
+        return code
+
+
+def test_an_idle_socket_through_daphne_stays_open_and_still_receives(web: str, transactional_db: None) -> None:
+    """The channel layer waits for a socket's messages with a blocking Redis read of 5 s;
+    its connections must allow that read more than 5 s, or every idle socket is closed
+    (1011) within seconds and the bell silently reconnects all day."""
+    user = User.objects.create_user("idle@x.org", "pw")
+    cookie = headers_for(user)[1][1].decode()
+    host = web.removeprefix("http://")
+    result = persist_events([upload("idle@x.org", 1)])
+
+    def push() -> int:
+        try:
+            return broadcast(result.owner_ids, result.group_ids)
+        finally:
+            connections.close_all()  # this thread's: the test database is dropped at the end
+
+    async def scenario() -> None:
+        socket = await asyncio.wait_for(BellSocket.open(f"ws://{host}/ws/notifications/", web, cookie), 10)
+        try:
+            # Idle for 30 s: the one fixed wait, since staying open is the point.
+            done, _ = await asyncio.wait([socket.closed], timeout=IDLE_SECONDS)
+            assert not done, f"the idle socket was closed with code {socket.closed.result()}"
+            sent = await asyncio.to_thread(push)
+            assert sent == 1
+            message = await asyncio.wait_for(socket.messages.get(), 10)
+            assert message["type"] == "notifications" and message["unread_count"] == 1
+            assert [i["resource_name"] for i in message["items"]] == ["G1"]
+        finally:
+            await socket.close()
+
+    asyncio.run(scenario())
