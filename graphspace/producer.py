@@ -10,9 +10,9 @@ The relay (`manage.py relay_outbox`, `Relay` below) claims the oldest rows, publ
 waits for the broker's acknowledgement and only then deletes them. A relay that dies after
 publishing and before deleting publishes those rows again: at-least-once, and the persist
 task's unique key on (event, recipient) makes the copy change nothing. Rows are claimed with
-SKIP LOCKED, so two relays never publish one row at once, and under a per-key advisory lock,
-so a second relay never overtakes the first on one key: each key's events reach Kafka in the
-order their transactions wrote them.
+SKIP LOCKED, so two relays never publish one row at once, under per-key advisory locks, so a
+second relay never overtakes the first on one key: each key's events reach Kafka in the order
+their transactions wrote them.
 """
 
 from __future__ import annotations
@@ -66,12 +66,21 @@ def send_message(topic: str, message: dict[str, Any]) -> Event:
 
 # --- The relay -------------------------------------------------------------------------
 
-# The oldest rows whose key no other relay holds, locked for this transaction. The advisory
-# lock is taken as the scan meets each row, so a second relay skips every row of a key the
-# first one has claimed any row of, including rows written after that claim.
+# A claim takes two statements. The first locks (transaction-level advisory locks, skipping
+# any held by another relay) the keys of the oldest rows. The second, with a fresh snapshot
+# taken while those locks are held, reads the oldest rows of the locked keys. No other relay
+# can hold one of those keys meanwhile, so an older row of the key is either deleted (its
+# relay committed) or read here: each key reaches Kafka in the order its rows were written.
+# A single statement would not do: a key whose lock is freed during the scan is skipped at
+# its older rows and taken at its newer ones (the test caught exactly that).
+_LOCK_KEYS_SQL = f"""
+SELECT key FROM (SELECT DISTINCT key FROM (
+    SELECT key FROM "{OutboxEvent._meta.db_table}" ORDER BY id LIMIT %s) AS oldest) AS keys
+ WHERE pg_try_advisory_xact_lock(hashtextextended('outbox:' || key, 0))
+"""
 _CLAIM_SQL = f"""
 SELECT id, topic, key, value FROM "{OutboxEvent._meta.db_table}"
- WHERE pg_try_advisory_xact_lock(hashtextextended('outbox:' || key, 0))
+ WHERE key = ANY(%s)
  ORDER BY id
  LIMIT %s
    FOR UPDATE SKIP LOCKED
@@ -163,7 +172,11 @@ class Relay:
         """Publish one batch of the oldest rows; returns how many were published."""
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(_CLAIM_SQL, [self.batch])
+                cursor.execute(_LOCK_KEYS_SQL, [self.batch])
+                keys = [row[0] for row in cursor.fetchall()]
+                if not keys:
+                    return 0
+                cursor.execute(_CLAIM_SQL, [keys, self.batch])
                 rows = [Claimed(i, t, k, bytes(v)) for i, t, k, v in cursor.fetchall()]
             if not rows:
                 return 0
