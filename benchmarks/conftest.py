@@ -7,6 +7,7 @@ from tests.integration.conftest import (  # noqa: F401
     kafka_topics,
     pipeline,
     process_env,
+    relay,
     web,
     worker,
 )
