@@ -73,6 +73,18 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Web (scripts/process.sh web sets it): daphne runs each request's sync code in a thread of
+# its own, and a persistent connection per thread used up PostgreSQL's max_connections under
+# 20 concurrent clients (HTTP 500 "too many clients"). A pool bounds the connections and
+# reuses them; Django's pool needs CONN_MAX_AGE 0 (a closed connection goes back to the pool).
+# Not for Celery's prefork workers: a pool opened before the fork would be shared by children.
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+if DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {"min_size": 2, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0)},
+    }
 
 AUTH_USER_MODEL = "graphspace.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

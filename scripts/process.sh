@@ -8,6 +8,8 @@ BIN="${VENV:-$ROOT/.venv}/bin"
 cd "$ROOT"
 case "${1:-}" in
   web)
+    # A bounded pool of database connections for the request threads (graphspace/settings.py).
+    export DATABASE_POOL_MAX_SIZE="${DATABASE_POOL_MAX_SIZE:-10}"
     if [ -n "${WEB_TLS_CERT:-}" ]; then
       # https (and wss) straight from daphne, for a certificate given in the environment.
       exec "$BIN/daphne" -e "ssl:${WEB_PORT:-8443}:interface=${WEB_HOST:-127.0.0.1}:privateKey=${WEB_TLS_KEY}:certKey=${WEB_TLS_CERT}" \
