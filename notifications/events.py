@@ -42,6 +42,22 @@ TYPE_RESOURCES: dict[str, tuple[str, ...]] = {
 # whether the address belongs to anyone.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
+# Every bound below is where a value enters the system (STYLE.md 22): whatever passes the schema
+# must also fit its column, so PostgreSQL never refuses an event the bridge accepted.
+BIGINT_MAX = 2**63 - 1
+# notification rows keep emails in varchar(254), the longest address SMTP allows.
+EMAIL_MAX = 254
+# The producer's events are a few hundred bytes; a cap keeps a hostile message from costing
+# the bridge memory and time (and keeps the reason short of quoting it).
+MESSAGE_MAX_BYTES = 64 * 1024
+# occurred_at must be a moment this system can have seen, and one every later date
+# computation (clusters, digests, local time on the page) can shift without overflowing.
+OCCURRED_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+OCCURRED_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+# Fields PostgreSQL stores as text: a NUL byte there makes it refuse the whole insert.
+_TEXT_FIELDS = ("type", "resource", "message", "resource_name", "owner_email", "actor_email", "member_email")
+_INTEGER_FIELDS = ("version", "resource_id", "group_id", "membership_seq")
+
 # The namespace that turns a Kafka position into a stable event id for a message that came
 # without one, so a redelivered copy of it is still recognised as the same event.
 _POSITION_NAMESPACE = uuid.UUID("6f1c0d52-3d55-4c1e-9a34-3f1b5bd1a0c7")
@@ -55,10 +71,18 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
+def _short(value: object, limit: int = 40) -> str:
+    """A value quoted in a reason: enough to recognise it, never the whole of a huge one."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _check_email(value: str | None, field: str) -> str | None:
     if value is None:
         return None
     value = value.strip().lower()
+    if len(value) > EMAIL_MAX:
+        raise ValueError(f"{field} is longer than {EMAIL_MAX} characters")
     if not _EMAIL.match(value):
         raise ValueError(f"{field} is not an email address")
     return value
@@ -72,18 +96,18 @@ class Event(BaseModel):
     event_id: uuid.UUID
     type: str
     resource: str
-    resource_id: int = Field(strict=False)
+    resource_id: int = Field(ge=0, le=BIGINT_MAX)
     message: str = Field(min_length=1, max_length=1000)
     # Owner topic: the recipient. Group topic: the actor (the seed's column meaning).
     owner_email: str | None = None
     actor_email: str | None = None
     resource_name: str = Field(default="", max_length=512)
-    group_id: int | None = None
+    group_id: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
     # The member an add or remove event is about; a removed member hears of it too.
     member_email: str | None = None
     # Group topic: the group's membership number when the action committed; the recipients
     # are the members of that moment (notifications/persist.py).
-    membership_seq: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    membership_seq: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
     occurred_at: datetime
 
     @field_validator("owner_email", "actor_email", "member_email")
@@ -91,9 +115,17 @@ class Event(BaseModel):
     def _emails(cls, value: str | None, info: Any) -> str | None:
         return _check_email(value, info.field_name)
 
-    @field_validator("resource_id", "group_id", mode="before")
+    @field_validator(*_TEXT_FIELDS, mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain a NUL byte")
+        return value
+
+    @field_validator(*_INTEGER_FIELDS, mode="before")
     @classmethod
     def _no_bool_ids(cls, value: Any) -> Any:
+        # Lax mode would take true as 1 and 7.0 as 7: neither is an id a producer meant.
         if isinstance(value, bool) or isinstance(value, float):
             raise ValueError("must be an integer")
         return value
@@ -101,7 +133,14 @@ class Event(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            # 0001-01-01T00:00:00+05:00 is a valid ISO date whose UTC moment is not.
+            raise ValueError("is out of range") from None
+        if not OCCURRED_MIN <= value < OCCURRED_MAX:
+            raise ValueError(f"must be between {OCCURRED_MIN:%Y-%m-%d} and {OCCURRED_MAX:%Y-%m-%d}")
+        return value
 
     @model_validator(mode="after")
     def _fits_topic(self) -> Event:
@@ -111,13 +150,11 @@ class Event(BaseModel):
         if self.version != SCHEMA_VERSION:
             raise ValueError(f"unsupported schema version {self.version}")
         if self.type not in types:
-            raise ValueError(f"type {self.type!r} is not one of {', '.join(types)}")
+            raise ValueError(f"type {_short(self.type)} is not one of {', '.join(types)}")
         if self.resource not in resources:
-            raise ValueError(f"resource {self.resource!r} is not one of {', '.join(resources)}")
+            raise ValueError(f"resource {_short(self.resource)} is not one of {', '.join(resources)}")
         if self.resource not in TYPE_RESOURCES[self.type]:
             raise ValueError(f"type {self.type!r} does not apply to resource {self.resource!r}")
-        if self.resource_id < 0:
-            raise ValueError("resource_id must not be negative")
         if self.topic == "owner" and not self.owner_email:
             raise ValueError("owner_email (the recipient) is required on the owner topic")
         if self.topic == "group" and self.group_id is None:
@@ -167,6 +204,10 @@ def event_from_dict(
         return Event.model_validate({**fields, "topic": topic})
     except ValidationError as error:
         raise InvalidEvent(_reason(error)) from None
+    except Exception as error:
+        # A validator that met something no bound foresaw: still this message's fault, and
+        # still only this message's (no exception may escape into the bridge's step).
+        raise InvalidEvent(f"message cannot be validated: {type(error).__name__}: {_short(str(error), 200)}") from None
 
 
 def parse_message(
@@ -178,17 +219,37 @@ def parse_message(
     the record's timestamp as occurred_at."""
     if value is None:
         raise InvalidEvent("empty message (no value)")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise InvalidEvent(f"message value is {type(value).__name__}, not bytes")
+    if len(value) > MESSAGE_MAX_BYTES:
+        raise InvalidEvent(f"message is {len(value)} bytes, more than the {MESSAGE_MAX_BYTES} allowed")
     try:
-        data = json.loads(value.decode("utf-8"))
+        data = json.loads(bytes(value).decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidEvent("message is not UTF-8") from None
     except json.JSONDecodeError as error:
         raise InvalidEvent(f"message is not JSON: {error.msg} at position {error.pos}") from None
+    except RecursionError:
+        raise InvalidEvent("message is not JSON we can read: nested too deeply") from None
+    except Exception as error:
+        # json.loads also raises ValueError for an integer of more than 4300 digits.
+        raise InvalidEvent(f"message is not JSON we can read: {_short(str(error), 200)}") from None
     fallback = None
     if offset is not None:
         fallback = uuid.uuid5(_POSITION_NAMESPACE, f"{topic}:{partition}:{offset}")
-    when = datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms and timestamp_ms > 0 else datetime.now(UTC)
-    return event_from_dict(topic, data, fallback_event_id=fallback, fallback_occurred_at=when)
+    return event_from_dict(topic, data, fallback_event_id=fallback, fallback_occurred_at=_record_time(timestamp_ms))
+
+
+def _record_time(timestamp_ms: int | None) -> datetime:
+    """The record's timestamp, when the broker gave a usable one; else now."""
+    if isinstance(timestamp_ms, int) and not isinstance(timestamp_ms, bool) and timestamp_ms > 0:
+        try:
+            when = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return datetime.now(UTC)
+        if OCCURRED_MIN <= when < OCCURRED_MAX:
+            return when
+    return datetime.now(UTC)
 
 
 def new_event(topic: str, message: dict[str, Any], *, now: datetime | None = None) -> Event:
