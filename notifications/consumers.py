@@ -31,7 +31,9 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return None
 
     async def notifications_new(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "notifications", "items": event["items"],
+        # `more`: items of this batch the frame leaves out (past MAX_ITEMS); the page
+        # refetches its newest clusters on every frame, so none of them is missed.
+        await self.send_json({"type": "notifications", "items": event["items"], "more": event.get("more", 0),
                               "unread_count": event["unread_count"]})
 
     async def notifications_count(self, event: dict[str, Any]) -> None:

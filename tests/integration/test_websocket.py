@@ -80,6 +80,23 @@ def test_each_user_hears_only_their_own_notifications(broker_url: str) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_frame_says_how_many_items_of_a_large_batch_it_left_out(broker_url: str) -> None:
+    user = User.objects.create_user("busy@x.org", "pw")
+    result = persist_events([upload("busy@x.org", n) for n in range(25)])
+    headers = headers_for(user)
+
+    async def scenario() -> None:
+        socket = socket_for(headers)
+        assert (await socket.connect())[0]
+        await sync_to_async(broadcast, thread_sensitive=False)(result.owner_ids, result.group_ids)
+        message = await socket.receive_json_from(timeout=3)
+        assert (len(message["items"]), message["more"], message["unread_count"]) == (20, 5, 25)
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_socket_from_a_foreign_origin_is_refused(broker_url: str) -> None:
     user = User.objects.create_user("origin@x.org", "pw")
     headers = headers_for(user, origin=(b"origin", b"https://evil.example.com"))
