@@ -172,41 +172,69 @@ def _open_clusters(user_ids: Iterable[int], keys: Iterable[str]) -> dict[tuple[i
     return {(uid, key): (cid, Span(first, last)) for uid, key, cid, first, last in rows}
 
 
-def _assign_clusters(planned: list[Planned], user_ids: dict[str, int], now: datetime) -> list[int]:
-    """Give every planned row its cluster, creating the clusters it needs. Returns the ids of
-    the clusters created."""
-    open_clusters = _open_clusters((user_ids[p.recipient] for p in planned), (p.key for p in planned))
-    # Each recipient's open clusters by key, in one pass (a 10,000-member share has 10,000).
-    open_by_user: dict[int, dict[str, tuple[int, Span]]] = defaultdict(dict)
+def _place(rows: list[Planned], mine: dict[str, tuple[int, Span]], uid: int, now: datetime,
+           to_create: list[tuple[list[Planned], NotificationCluster]]) -> None:
+    """One recipient's rows: into their open clusters, or into new ones added to `to_create`."""
+    placed, new = assign([(p.key, now) for p in rows], mine, window=window(), span=span())
+    members: list[list[Planned]] = [[] for _ in new]
+    for p, where in zip(rows, placed, strict=True):
+        if where.existing is not None:
+            p.cluster_id = where.existing
+        else:
+            assert where.new is not None
+            members[where.new].append(p)
+    for (key, s), group in zip(new, members, strict=True):
+        e = group[0].event
+        to_create.append((group, NotificationCluster(
+            recipient_id=uid, topic=e.topic, type=e.type, resource=e.resource, group_id=e.group_id,
+            actor_email=(e.actor or "") if e.topic == "group" else "", key=key,
+            first_at=s.first_at, last_at=s.last_at, size=0, unread=0,
+        )))
+
+
+def _by_user(open_clusters: dict[tuple[int, str], tuple[int, Span]]) -> dict[int, dict[str, tuple[int, Span]]]:
+    """Each recipient's open clusters by key, in one pass (a 10,000-member share has 10,000)."""
+    out: dict[int, dict[str, tuple[int, Span]]] = defaultdict(dict)
     for (uid, key), held in open_clusters.items():
-        open_by_user[uid][key] = held
+        out[uid][key] = held
+    return out
+
+
+def _assign_clusters(planned: list[Planned], user_ids: dict[str, int], now: datetime) -> tuple[list[int], datetime]:
+    """Give every planned row its cluster, creating the clusters it needs. Returns the ids of
+    the clusters created and the batch's arrival time.
+
+    Only a recipient who needs a new cluster is locked: two workers writing for one user at
+    once would otherwise both see no open cluster and open two for one key. Rows that join an
+    open cluster need no lock (their counts are added in one UPDATE at the end), so batches
+    for the same busy recipients run side by side instead of in a convoy. Once locked, those
+    recipients' open clusters are read again: another worker may have opened one meanwhile."""
     by_recipient: dict[str, list[Planned]] = defaultdict(list)
     for p in planned:
         by_recipient[p.recipient].append(p)
+    open_by_user = _by_user(_open_clusters((user_ids[r] for r in by_recipient), (p.key for p in planned)))
     to_create: list[tuple[list[Planned], NotificationCluster]] = []
+    needing: list[str] = []
     for email, rows in by_recipient.items():
         uid = user_ids[email]
         mine = open_by_user.get(uid, {})
-        placed, new = assign([(p.key, now) for p in rows], mine, window=window(), span=span())
-        members: list[list[Planned]] = [[] for _ in new]
-        for p, where in zip(rows, placed, strict=True):
-            if where.existing is not None:
-                p.cluster_id = where.existing
-            else:
-                assert where.new is not None
-                members[where.new].append(p)
-        for (key, s), group in zip(new, members, strict=True):
-            e = group[0].event
-            to_create.append((group, NotificationCluster(
-                recipient_id=uid, topic=e.topic, type=e.type, resource=e.resource, group_id=e.group_id,
-                actor_email=(e.actor or "") if e.topic == "group" else "", key=key,
-                first_at=s.first_at, last_at=s.last_at, size=0, unread=0,
-            )))
+        if assign([(p.key, now) for p in rows], mine, window=window(), span=span())[1]:
+            needing.append(email)
+        else:
+            _place(rows, mine, uid, now, to_create)
+    if needing:
+        now = _lock_recipients(needing)
+        fresh = _by_user(_open_clusters(
+            (user_ids[r] for r in needing), (p.key for r in needing for p in by_recipient[r])
+        ))
+        for email in needing:
+            uid = user_ids[email]
+            _place(by_recipient[email], fresh.get(uid, {}), uid, now, to_create)
     created = NotificationCluster.objects.bulk_create([c for _, c in to_create])
     for (group, _), cluster in zip(to_create, created, strict=True):
         for p in group:
             p.cluster_id = cluster.id
-    return [c.id for c in created]
+    return [c.id for c in created], now
 
 
 def _row(p: Planned, now: datetime) -> list[Any]:
@@ -248,10 +276,15 @@ def _count_into_clusters(inserted: list[tuple[int, int]], now: datetime, created
         per_cluster[cid] += 1
     with connection.cursor() as cursor:
         if per_cluster:
+            # Rows locked in id order first: two batches adding to the same clusters wait for
+            # each other here (the last step before commit) and never deadlock.
+            ids = sorted(per_cluster)
             cursor.execute(
+                "WITH locked AS (SELECT id FROM notification_cluster WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE) "
                 "UPDATE notification_cluster AS c SET size = c.size + v.n, unread = c.unread + v.n, "
-                "last_at = GREATEST(c.last_at, %s) FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE c.id = v.id",
-                [now, list(per_cluster), list(per_cluster.values())],
+                "last_at = GREATEST(c.last_at, %s) FROM unnest(%s::bigint[], %s::int[]) AS v(id, n), locked "
+                "WHERE c.id = v.id AND locked.id = v.id",
+                [ids, now, ids, [per_cluster[i] for i in ids]],
             )
         empty = [cid for cid in created if cid not in per_cluster]
         if empty:
@@ -281,8 +314,6 @@ def persist_batch(events: Sequence[Event]) -> PersistResult:
         emails = {r for _, r in pairs}
         user_ids = _recipient_ids(emails)
         result.unknown_recipients = emails - set(user_ids)
-        if user_ids:
-            now = _lock_recipients(list(user_ids))
         stored: set[tuple[uuid.UUID, str]] = set()
         for topic in ("owner", "group"):
             ids = list({e.event_id for e, _ in pairs if e.topic == topic})
@@ -297,7 +328,7 @@ def persist_batch(events: Sequence[Event]) -> PersistResult:
                               group_id=event.group_id, actor=event.actor)
             planned.append(Planned(event, recipient, key))
         if planned:
-            created = _assign_clusters(planned, user_ids, now)
+            created, now = _assign_clusters(planned, user_ids, now)
             inserted: list[tuple[int, int]] = []
             for topic in ("owner", "group"):
                 rows = [_row(p, now) for p in planned if p.event.topic == topic]
