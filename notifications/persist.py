@@ -4,10 +4,11 @@ Group recipients are the members as of the action: each group event carries the 
 membership number when it committed, and the members of that moment are read from the
 membership spans (graphspace/models.py: MembershipSpan), however late the batch is processed.
 
-Query budget for a batch, whatever its size: lock the groups, read their members, read the
-recipients, take the recipients' cluster locks, skip rows already stored, read the open
-clusters, create the new clusters, insert the rows, update the clusters' counts. Inserts are
-chunked at CHUNK rows.
+Query budget for a batch, whatever its size: lock the groups, read their members, read (and
+key-share lock) the recipients, skip rows already stored, read the open clusters, and only if
+some recipient needs a new cluster lock those recipients and read their clusters again;
+create the new clusters, insert the rows, update the clusters' counts. Inserts are chunked at
+CHUNK rows.
 """
 
 from __future__ import annotations
