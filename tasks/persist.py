@@ -1,4 +1,4 @@
-"""Persist one batch of events from the bridge."""
+"""Persist one batch of events from the bridge, then push the new rows to the open pages."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pydantic import ValidationError
 
 from graphspace import metrics
 from graphspace.celery import app
+from notifications.broadcast import broadcast
 from notifications.events import Event
 from notifications.persist import persist_events as persist
 from notifications.persist import refuse_payload
 from tasks.base import GraphSpaceTask
-from tasks.broadcast import broadcast_notifications
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ def persist_events(events: list[dict[str, Any]]) -> int:
         extra={"event_ids": [str(e.event_id) for e in parsed]},
     )
     if result.created:
-        # The rows are committed (persist's transaction has ended): the pages may hear of them.
-        broadcast_notifications.delay(result.owner_ids, result.group_ids)
+        # The rows are committed (persist's transaction has ended): the pages may hear of
+        # them, from this task, without a second task's trip through the queue. A push is
+        # at-most-once: if the channel layer is away, the rows are still stored, and a page
+        # shows them on its next load; the batch is not retried for it.
+        try:
+            broadcast(result.owner_ids, result.group_ids)
+        except Exception:
+            log.exception("broadcast of %d notifications failed", result.created,
+                          extra={"event_ids": [str(e.event_id) for e in parsed]})
     return result.created
