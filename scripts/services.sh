@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Start, stop or check the backing services as local processes on 127.0.0.1:
 # PostgreSQL and Redis from Debian's packages, and the Kafka-protocol broker Tansu.
-#   scripts/services.sh start|stop|status
+#   scripts/services.sh start|stop|status [postgres|redis|kafka]
+# With a service named, only that one (the fault-injection suite restarts one at a time).
 # Ports and folders come from the environment (see the README); data lives under var/.
+# KAFKA_STORAGE is the broker's storage engine: memory://tansu/ (the default; a restart
+# loses every message and committed offset) or s3://BUCKET/ with the store's address and
+# keys in AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION and
+# AWS_ALLOW_HTTP=true for plain http (a restart then keeps topics, messages and offsets).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -10,11 +15,12 @@ VAR="${GRAPHSPACE_VAR:-$ROOT/var}"
 PGPORT="${PGPORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_STORAGE="${KAFKA_STORAGE:-memory://tansu/}"
 DB_NAME="${DB_NAME:-graphspace}"
 DB_USER="${DB_USER:-graphspace}"
 DB_PASSWORD="${DB_PASSWORD:-graphspace}"
 PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
-TANSU="$VAR/bin/tansu"
+TANSU="${TANSU:-$VAR/bin/tansu}"
 
 mkdir -p "$VAR/log" "$VAR/run" "$VAR/redis"
 
@@ -104,26 +110,40 @@ start_kafka() {
     say "kafka (tansu): already listening on $KAFKA_PORT"
     return
   fi
-  # Memory storage: the broker keeps no data across restarts; the topics are created
-  # again by the setup step, and committed offsets start over with them.
+  # Memory storage (the default): the broker keeps no data across restarts; the topics are
+  # created again by the setup step, and committed offsets start over with them.
   # A session of its own: Ctrl-C in `make run` reaches the processes, which need the broker
   # until they have stopped; the EXIT trap stops it after them.
   setsid nohup "$TANSU" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --storage-engine memory://tansu/ >"$VAR/log/tansu.log" 2>&1 &
+    --storage-engine "$KAFKA_STORAGE" >"$VAR/log/tansu.log" 2>&1 &
   echo $! >"$VAR/run/tansu.pid"
   wait_port "$KAFKA_PORT" tansu
   say "kafka (tansu): started on 127.0.0.1:$KAFKA_PORT"
 }
 
 stop_kafka() {
-  if [ -s "$VAR/run/tansu.pid" ] && kill -0 "$(cat "$VAR/run/tansu.pid")" 2>/dev/null; then
-    kill "$(cat "$VAR/run/tansu.pid")"
+  local pid
+  pid="$(cat "$VAR/run/tansu.pid" 2>/dev/null || true)"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    # Gone before returning, so that a start right after finds the port free.
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$VAR/run/tansu.pid"
     say "kafka (tansu): stopped"
   fi
 }
+
+case "${2:-}" in
+  "") ;;
+  postgres|redis|kafka)
+    case "${1:-}" in
+      start) "start_$2"; exit ;;
+      stop) "stop_$2"; exit ;;
+    esac ;;
+  *) echo "usage: $0 start|stop|status [postgres|redis|kafka]" >&2; exit 2 ;;
+esac
 
 case "${1:-}" in
   start) start_postgres; start_redis; start_kafka ;;
@@ -132,5 +152,5 @@ case "${1:-}" in
     for pair in "postgres:$PGPORT" "redis:$REDIS_PORT" "kafka:$KAFKA_PORT"; do
       if port_open "${pair#*:}"; then echo "${pair%%:*}: up on ${pair#*:}"; else echo "${pair%%:*}: down"; fi
     done ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status [postgres|redis|kafka]" >&2; exit 2 ;;
 esac
