@@ -107,7 +107,8 @@ events_submitted = Counter(
 )
 batches_submitted = Counter("graphspace_bridge_batches_submitted", "Persist tasks the Celery broker accepted.")
 submit_failures = Counter(
-    "graphspace_bridge_submit_failures", "Times the Celery broker refused a batch (the bridge backs off and retries)."
+    "graphspace_bridge_submit_failures",
+    "Times the Celery broker refused a batch (the bridge pauses its partitions, keeps polling and retries).",
 )
 # Kafka's own names here: a position belongs to a topic and partition on the broker. The
 # `mostrecent` modes only matter if the bridge is run with PROMETHEUS_MULTIPROC_DIR set.
@@ -128,6 +129,37 @@ bridge_heartbeat = Gauge(
     "graphspace_bridge_heartbeat_timestamp_seconds",
     "When the bridge's loop last turned (Unix time), busy or idle.",
     multiprocess_mode="mostrecent",
+)
+# A bridge that waits for Redis or the dead-letter topic still turns and beats: these tell
+# waiting (paused, no progress) from idle (not paused, nothing to read).
+bridge_paused = Gauge(
+    "graphspace_bridge_paused",
+    "1 while the bridge holds a batch it cannot hand on (its partitions paused, still polling), else 0.",
+    multiprocess_mode="mostrecent",
+)
+bridge_held_messages = Gauge(
+    "graphspace_bridge_held_messages",
+    "Messages in the batch the bridge holds while it cannot hand it on (0 when not paused).",
+    multiprocess_mode="mostrecent",
+)
+bridge_last_progress = Gauge(
+    "graphspace_bridge_last_progress_timestamp_seconds",
+    "When the bridge last committed a batch (Unix time; its start until the first commit).",
+    multiprocess_mode="mostrecent",
+)
+batches_dropped = Counter(
+    "graphspace_bridge_batches_dropped",
+    "Held batches given up uncommitted because their partitions were revoked (their new owner reads them again).",
+)
+dead_letters_kept = Counter(
+    "graphspace_bridge_dead_letters",
+    "Rejected messages kept as dead letters: place=topic (the dead-letter topic) or place=table "
+    "(notification_dead_letter, when the topic refused them for good, e.g. too large).",
+    ["place"],
+)
+dead_letter_failures = Counter(
+    "graphspace_bridge_dead_letter_failures",
+    "Times a batch's rejected messages could be kept neither on the topic nor in the table (retried, paused).",
 )
 
 # --- The worker (tasks/) ---------------------------------------------------------------

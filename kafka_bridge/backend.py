@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import TopicPartition
 
 log = logging.getLogger(__name__)
 
 
-class LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Say which partitions this bridge owns. Each batch is committed before the next poll,
-    and a rebalance happens inside poll, so a revoke never finds uncommitted work."""
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Say which partitions this bridge owns, and tell the bridge what a rebalance took.
 
-    def on_partitions_revoked(self, revoked: object) -> None:
-        log.info("partitions revoked: %s", _names(revoked))
+    Each batch is committed before the next poll, and a rebalance happens inside poll, so a
+    revoke finds uncommitted work only while the bridge holds a batch it cannot hand on; the
+    bridge then drops it (Bridge.partitions_revoked)."""
 
-    def on_partitions_assigned(self, assigned: object) -> None:
+    def __init__(self) -> None:
+        self.on_revoked: Callable[[set[TopicPartition]], None] | None = None
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        taken = set(revoked)
+        log.info("partitions revoked: %s", _names(taken))
+        if self.on_revoked is not None:
+            self.on_revoked(taken)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         log.info("partitions assigned: %s", _names(assigned))
 
 
-def _names(partitions: object) -> str:
-    return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)) or "none"  # type: ignore[attr-defined]
+def _names(partitions: Iterable[TopicPartition]) -> str:
+    return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)) or "none"
 
 
-def make_consumer(topics: Iterable[str], *, group_id: str | None = None) -> KafkaConsumer:
+def make_consumer(
+    topics: Iterable[str], *, group_id: str | None = None, listener: Rebalance | None = None,
+) -> KafkaConsumer:
     consumer = KafkaConsumer(
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
         group_id=group_id or settings.KAFKA_CONSUMER_GROUP,
@@ -41,10 +53,13 @@ def make_consumer(topics: Iterable[str], *, group_id: str | None = None) -> Kafk
         session_timeout_ms=settings.KAFKA_SESSION_TIMEOUT_MS,
         heartbeat_interval_ms=max(500, settings.KAFKA_SESSION_TIMEOUT_MS // 3),
         max_poll_records=settings.KAFKA_BATCH_MAX,
-        # The bridge may wait this long for Redis to come back before polling again.
-        max_poll_interval_ms=300_000,
+        # The bridge polls at least every few seconds, also while Redis is away (it pauses its
+        # partitions and keeps polling); one hand-off attempt is the longest gap between
+        # polls (the dead-letter topic's timeout, Celery's publish retries). A minute is
+        # ample, and a bridge that is truly hung leaves its partitions to another within it.
+        max_poll_interval_ms=60_000,
     )
-    consumer.subscribe(list(topics), listener=LogAssignments())
+    consumer.subscribe(list(topics), listener=listener or Rebalance())
     return consumer
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka.structs import TopicPartition
@@ -13,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from graphspace.metrics import FOLDER_PREFIX, is_celery_worker, remove_folders_of_dead_workers
 from kafka_bridge.loop import Bridge, Heartbeat, claimed_event_id
+from notifications.events import Event
 from tests.unit.test_bridge_loop import OWNER, TOPICS, MemoryConsumer, Record, Submitter, upload
 
 
@@ -83,11 +86,11 @@ def test_the_heartbeat_touches_its_file_at_most_once_a_second(tmp_path: Path) ->
 
 
 def test_the_loop_beats_while_idle_and_while_the_celery_broker_is_down(tmp_path: Path) -> None:
-    beats: list[str] = []
+    beats: list[dict[str, Any]] = []
 
     class Recording(Heartbeat):
-        def beat(self) -> None:
-            beats.append("beat")
+        def beat(self, status: Mapping[str, Any] | None = None) -> None:
+            beats.append(dict(status or {}))
 
     # Idle: three empty polls, then stop.
     consumer = MemoryConsumer([])
@@ -105,12 +108,63 @@ def test_the_loop_beats_while_idle_and_while_the_celery_broker_is_down(tmp_path:
     consumer.poll = poll_three_times  # type: ignore[method-assign]
     bridge.run()
     assert len(beats) == 3
+    assert {b["state"] for b in beats} == {"idle"}
 
-    # Redis down: every backoff beats too, so a supervisor does not restart a waiting bridge.
+    # Redis down: the loop turns (one poll per retry) and beats, saying it is paused with
+    # the batch it holds, so a supervisor does not restart a waiting bridge and an operator
+    # can tell it from an idle one.
     beats.clear()
+    consumer = MemoryConsumer([{OWNER: [Record(0, upload(0)), Record(1, upload(1))]}])
+    submit = Submitter(failures=4)
+    bridge = Bridge(consumer, submit, TOPICS, heartbeat=Recording(tmp_path / "hb"))
+    original_submit = bridge.submit
+
+    def stop_once_accepted(events: Sequence[Event]) -> str:
+        task = original_submit(events)
+        bridge.request_shutdown()
+        return task
+
+    bridge.submit = stop_once_accepted
+    bridge.run()
+    assert [b["state"] for b in beats] == ["idle", "paused", "paused", "paused", "paused"]
+    assert [b["held_messages"] for b in beats] == [0, 2, 2, 2, 2]
+    assert beats[1]["paused_since"] is not None
+    assert len(consumer.commits) == 1
+
+
+def test_the_paused_gauge_and_the_last_progress_tell_stuck_from_idle() -> None:
+    now = [1000.0]
     consumer = MemoryConsumer([{OWNER: [Record(0, upload(0))]}])
-    Bridge(consumer, Submitter(failures=4), TOPICS, sleep=lambda _: None, heartbeat=Recording(tmp_path / "hb")).step()
-    assert len(beats) == 4
+    bridge = Bridge(consumer, Submitter(failures=2), TOPICS, clock=lambda: now[0])
+    assert sample("graphspace_bridge_last_progress_timestamp_seconds") == 1000.0
+    now[0] = 1010.0
+    bridge.step()
+    assert sample("graphspace_bridge_paused") == 1
+    assert sample("graphspace_bridge_held_messages") == 1
+    assert bridge.status()["state"] == "paused"
+    now[0] = 1020.0
+    bridge.step()
+    # Still stuck: no progress since the start.
+    assert sample("graphspace_bridge_last_progress_timestamp_seconds") == 1000.0
+    now[0] = 1030.0
+    bridge.step()
+    assert sample("graphspace_bridge_paused") == 0
+    assert sample("graphspace_bridge_held_messages") == 0
+    assert sample("graphspace_bridge_last_progress_timestamp_seconds") == 1030.0
+    assert bridge.status() == {
+        "state": "busy", "pid": os.getpid(), "updated_at": 1030.0, "last_progress_at": 1030.0,
+        "paused_since": None, "held_messages": 0,
+    }
+    bridge.step()
+    assert bridge.status()["state"] == "idle"
+
+
+def test_the_heartbeat_file_is_json_saying_what_the_loop_does(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat"
+    Heartbeat(path).beat({"state": "paused", "held_messages": 3})
+    assert json.loads(path.read_text()) == {"state": "paused", "held_messages": 3}
+    # Renamed into place: no partial file is left beside it.
+    assert [p.name for p in tmp_path.iterdir()] == ["heartbeat"]
 
 
 def test_an_unwritable_heartbeat_file_never_stops_the_loop(tmp_path: Path) -> None:

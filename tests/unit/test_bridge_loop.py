@@ -24,19 +24,32 @@ class Record:
 
 
 class MemoryConsumer:
-    """Hands out the records it holds, one poll per batch, and remembers commits."""
+    """Hands out the records it holds, one poll per batch, and remembers commits. While its
+    partition is paused, a poll returns nothing (as kafka-python's does)."""
 
     def __init__(self, batches: list[dict[TopicPartition, list[Record]]]) -> None:
         self.batches = list(batches)
         self.commits: list[dict[TopicPartition, OffsetAndMetadata]] = []
         self.committed_offsets: dict[TopicPartition, int] = {}
         self.seeks: list[tuple[TopicPartition, int]] = []
+        self.paused: set[TopicPartition] = set()
+        self.polls: list[int] = []
         self.closed = False
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Record]]:
+        self.polls.append(timeout_ms)
+        if OWNER in self.paused:
+            return {}
         return self.batches.pop(0) if self.batches else {}
 
-    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused |= set(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused -= set(partitions)
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None) -> None:
+        assert offsets is not None, "the bridge always names the offsets it commits"
         self.commits.append(dict(offsets))
         self.committed_offsets.update({tp: o.offset for tp, o in offsets.items()})
 
@@ -114,11 +127,15 @@ def test_an_unreachable_celery_broker_is_retried_with_backoff_and_committed_only
     submit = Submitter(failures=3)
     sleeps: list[float] = []
     bridge = make(consumer, submit, sleeps)
-    bridge.step()
-    assert sleeps == [0.2, 0.4, 0.8]
+    for _ in range(4):
+        bridge.step()
+    # The backoff is the timeout of the polls that keep the consumer in its group, not a sleep.
+    assert consumer.polls == [200, 200, 400, 800]
+    assert sleeps == []
     assert len(submit.batches) == 1
     assert len(consumer.commits) == 1
     assert bridge.stats.submit_failures == 3
+    assert consumer.paused == set()
 
 
 def test_stopping_while_the_broker_is_down_leaves_the_batch_uncommitted() -> None:
@@ -133,7 +150,7 @@ def test_stopping_while_the_broker_is_down_leaves_the_batch_uncommitted() -> Non
 
 def test_a_failed_step_rewinds_to_the_committed_offset_so_nothing_is_skipped() -> None:
     class Exploding(MemoryConsumer):
-        def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None) -> None:
             raise RuntimeError("commit failed")
 
     consumer = Exploding([{OWNER: [Record(5, upload(5))]}])
@@ -181,11 +198,15 @@ class DeadLetters:
 def test_rejected_messages_are_copied_to_the_dead_letter_topic_before_the_commit() -> None:
     consumer = MemoryConsumer([{OWNER: [Record(0, upload(0)), Record(1, b"{oops"), Record(2, b"[]")]}])
     dead = DeadLetters(failures=1)
-    sleeps: list[float] = []
-    bridge = Bridge(consumer, Submitter(), TOPICS, sleep=sleeps.append, dead_letter=dead)
+    submit = Submitter()
+    bridge = Bridge(consumer, submit, TOPICS, dead_letter=dead)
+    bridge.step()
+    # Not kept yet: nothing submitted, nothing committed, the partition paused.
+    assert (dead.copied, submit.batches, consumer.commits, consumer.paused) == ([], [], [], {OWNER})
     bridge.step()
     assert dead.copied == [(1, b"{oops"), (2, b"[]")]
-    assert sleeps == [0.2]
+    assert consumer.polls == [200, 200]
+    assert [e.resource_id for e in submit.batches[0]] == [0]
     assert consumer.commits == [{OWNER: OffsetAndMetadata(3, "", -1)}]
 
 

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 from kafka import KafkaConsumer
 
 from graphspace import metrics
-from kafka_bridge.backend import create_topics, make_consumer
+from kafka_bridge.backend import Rebalance, create_topics, make_consumer
 from kafka_bridge.dead_letter import DeadLetterTopic
 from kafka_bridge.loop import Bridge, Heartbeat
 from kafka_bridge.submit import submit_batch
@@ -29,14 +29,14 @@ class Command(BaseCommand):
     def _stop(self, *_: Any) -> None:
         self.stopping = True
 
-    def connect(self, topics: dict[str, str]) -> KafkaConsumer | None:
+    def connect(self, topics: dict[str, str], listener: Rebalance) -> KafkaConsumer | None:
         """Create the topics and join the consumer group, waiting for the broker with
         backoff: a bridge started before Kafka comes up waits instead of exiting."""
         delay = 0.5
         while not self.stopping:
             try:
                 create_topics([*topics, settings.KAFKA_DEAD_LETTER_TOPIC])
-                return make_consumer(topics)
+                return make_consumer(topics, listener=listener)
             except Exception as error:
                 log.warning("kafka not reachable (%r); retrying in %.1fs", error, delay)
                 time.sleep(delay)
@@ -48,7 +48,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self._stop)
         topics = {name: logical for logical, name in settings.KAFKA_TOPICS.items()}
         metrics.serve(settings.BRIDGE_METRICS_PORT, settings.METRICS_HOST)
-        consumer = self.connect(topics)
+        listener = Rebalance()
+        consumer = self.connect(topics, listener)
         if consumer is None:
             return
         bridge = Bridge(
@@ -60,6 +61,8 @@ class Command(BaseCommand):
             heartbeat=Heartbeat(Path(settings.BRIDGE_HEARTBEAT_FILE)) if settings.BRIDGE_HEARTBEAT_FILE else None,
             dead_letter=DeadLetterTopic(),
         )
+        # A rebalance while the bridge holds a batch it cannot hand on drops that batch.
+        listener.on_revoked = bridge.partitions_revoked
         signal.signal(signal.SIGTERM, bridge.request_shutdown)
         signal.signal(signal.SIGINT, bridge.request_shutdown)
         # A log line, not stdout, so that LOG_FORMAT=json output stays one JSON object per line.
