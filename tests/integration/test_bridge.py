@@ -304,3 +304,34 @@ def test_while_redis_is_away_the_bridge_pauses_keeps_its_partitions_and_resumes_
     assert "dropped uncommitted" not in log
     assert "holding a batch of" in log and "handed on after" in log
     print(f"\nRedis away 8 s: every event stored {recovered:.1f}s after it returned")
+
+
+def test_a_rebalance_while_a_bridge_holds_a_batch_loses_and_duplicates_nothing(
+    people: People, own_topics: tuple[str, dict[str, str]], kafka: KafkaProducer,
+) -> None:
+    topic, env = own_topics
+    broker = urlsplit(env["CELERY_BROKER_URL"])
+    relay = Cuttable((broker.hostname or "127.0.0.1", broker.port or 6379))
+    relay.up()
+    stuck = Process("bridge", {**env, "CELERY_BROKER_URL": broker._replace(netloc=f"127.0.0.1:{relay.port}").geturl(),
+                               "BRIDGE_METRICS_PORT": "0"}, label="bridge-rebalance-stuck")
+    other = Process("bridge", {**env, "BRIDGE_METRICS_PORT": "0"}, label="bridge-rebalance-other")
+    stuck.start(ready="partitions assigned: t")
+    try:
+        relay.cut()
+        for n in range(100):
+            kafka.send(topic, key=b"owner:alice@example.com", value=upload(n))
+        kafka.flush()
+        wait_for(lambda: "holding a batch of" in stuck.output(), timeout=20, what="the first bridge to hold a batch")
+        # A second bridge joins the group: the first gives up what it holds, uncommitted.
+        other.start(ready="kafka_bridge: consuming")
+        wait_for(lambda: "dropped uncommitted" in stuck.output(), timeout=30, what="the held batch to be dropped")
+        relay.up()
+        wait_for(lambda: stored() >= 100, timeout=40, what="every event, by whichever bridge owns the partition")
+        time.sleep(1.0)
+    finally:
+        other.stop()
+        stuck.stop()
+        relay.cut()
+    rows = list(OwnerNotification.objects.values_list("resource_id", flat=True))
+    assert sorted(rows) == list(range(100))
