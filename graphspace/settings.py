@@ -132,17 +132,34 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_TASK_ACKS_LATE = True
 # A worker killed mid-task gives the task back instead of acknowledging it.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+# One task taken ahead per worker process: a batch waits in the queue, where any worker can
+# take it, rather than behind a busy (or dying) worker's.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
 # The pipeline tasks are high-volume and their outcome lives in the notification rows.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# acks_late with Redis: an unacknowledged task comes back after this many seconds.
+# acks_late with Redis: a task a worker has taken stays in Redis until it is acknowledged.
+# Its worker renews the task's lease several times per visibility timeout for as long as it
+# holds it (graphspace/celery_worker.py), and every worker sweeps every 2 s for tasks whose
+# lease ran out and puts them back in their queue. So a dead worker's tasks (or those taken on
+# a connection that was lost) are back within the timeout plus a sweep, while a live worker's
+# task is never handed out twice, however long it runs or waits for a retry's countdown.
+# docs/operating.md, "Recovery after a worker or Redis dies", has the figures.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=15),
+    # kombu sweeps every interval x throttle seconds: 10 x 10 unless told.
+    "unacked_restore_interval": 2,
+    "unacked_restore_throttle": 1,
+    # The sweep's lock. A worker killed while holding it stops everyone's sweeps until it
+    # expires (300 s unless told); two sweeps at once are safe, each put-back is a transaction.
+    "unacked_mutex_expire": 5,
 }
+# A worker keeps trying to reach the broker for as long as it is down (Celery gives up after
+# 100 attempts unless told, and the worker exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_ALWAYS_EAGER = False
 # The queue the tasks go to and the workers read; a test run uses one of its own.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
