@@ -217,8 +217,9 @@ class Bridge:
         metrics.bridge_held_messages.set(0)
 
     def request_shutdown(self, *_: Any) -> None:
-        """Signal handler: finish the batch in hand if it can be handed on, and stop. A held
-        batch stays uncommitted; the next owner of its partitions reads it again."""
+        """Signal handler: stop after the step in hand. A batch just polled gets its hand-off
+        and commit; a batch held (Redis away) stays uncommitted, and the next owner of its
+        partitions reads it again."""
         self.shutdown = True
 
     def partitions_revoked(self, partitions: set[TopicPartition]) -> None:
