@@ -269,4 +269,5 @@ def _dsn() -> str:
     db = settings.DATABASES["default"]
     return psycopg.conninfo.make_conninfo(
         dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=str(db["PORT"] or ""),
+        connect_timeout=str(db.get("OPTIONS", {}).get("connect_timeout", 5)),
     )

@@ -73,6 +73,11 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# An unreachable database fails a connection attempt in seconds (a transient error the
+# processes retry) instead of hanging a loop or a request on the operating system's timeout.
+DATABASES["default"]["OPTIONS"] = {
+    **DATABASES["default"].get("OPTIONS", {}), "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=5),
+}
 # Web (scripts/process.sh web sets it): daphne runs each request's sync code in a thread of
 # its own, and a persistent connection per thread used up PostgreSQL's max_connections under
 # 20 concurrent clients (HTTP 500 "too many clients"). A pool bounds the connections and
