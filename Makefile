@@ -1,4 +1,4 @@
-.PHONY: run test services stop bench
+.PHONY: run test services stop bench chaos
 
 # Set up and run the whole system (web, worker, beat, bridge, flower) in the foreground.
 run:
@@ -18,3 +18,9 @@ stop:
 bench:
 	bash scripts/setup.sh dev
 	.venv/bin/python -m pytest benchmarks -s -p no:warnings -q
+
+# The fault-injection suite at the issue's sizes (CHAOS_SCALE=small for a quick run): it starts
+# a stack of its own on free ports, injects faults by process id and prints one table.
+chaos:
+	bash scripts/setup.sh dev
+	CHAOS_SCALE=$${CHAOS_SCALE:-full} .venv/bin/python -m chaos

@@ -12,7 +12,14 @@ recovery.
     faults.py       the faults themselves, each one logged with its time
     workload.py     users, the event stream, the REST client, and counting rows
     report.py       one result per experiment, the table, the JSON for the tests
+    objectstore.py  an S3-compatible store on local files: the broker's durable storage
     experiments/    one function per experiment, in the order the issue lists them
 
 CHAOS_SCALE=full gives the issue's sizes; the default (small) runs in `make test`.
+CHAOS_BROKER_STORAGE=memory puts the broker on memory storage (as `make run` has it)
+instead of the object store.
 """
+
+# The experiments, by name, in the order of the issue's table (chaos/experiments/__init__.py
+# maps each to its function).
+EXPERIMENTS = ("bridge", "worker", "kafka-down", "web-killed", "relay", "outages", "as-of", "deletion", "poison", "unstorable")

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from chaos import EXPERIMENTS as NAMES
 from chaos.faults import FaultLog
 from chaos.processes import Cluster
 from chaos.report import Result, table, write_json
@@ -24,7 +25,6 @@ from chaos.stack import Stack
 if TYPE_CHECKING:
     from chaos.experiments import Context, Experiment
 
-NAMES = ("bridge", "worker", "kafka-down", "web-killed", "relay", "outages", "as-of", "deletion", "poison", "unstorable")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
 
     run_id = uuid.uuid4().hex[:6]
-    stack = Stack(run_id)
+    stack = Stack(run_id, session_timeout_ms=scale.session_timeout_ms,
+                  broker_storage=os.environ.get("CHAOS_BROKER_STORAGE", "s3"))
     log = FaultLog(stack.logs / "faults.log")
     cluster: Cluster | None = None
     results: list[Result] = []
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"stack up: {stack.ports}, broker storage {stack.kafka_storage}")
         from chaos.experiments import EXPERIMENTS, Context
 
+        assert tuple(EXPERIMENTS) == NAMES
         ctx = Context(stack, cluster, scale, run_id, log)
         for name in chosen:
             results.append(_run(name, EXPERIMENTS[name], ctx))
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     heading = (f"GraphSpace fault injection, scale {scale.name}, {time.strftime('%Y-%m-%d %H:%M')}, "
                f"{platform.node()} ({os.cpu_count()} cores), {time.monotonic() - began:.0f}s")
     print(table(results, heading))
+    (stack.logs / "table.txt").write_text(table(results, heading) + "\n")
     if args.json:
         write_json(results, Path(args.json), scale=scale.name, run_id=run_id, storage=stack.kafka_storage)
     return 0 if results and all(r.passed for r in results) else 1

@@ -3,6 +3,11 @@
 PostgreSQL, Redis and the Kafka broker are started by scripts/services.sh on free ports,
 with a data folder of their own (GRAPHSPACE_VAR), so the suite never touches the services
 on the usual ports that a developer's `make run` or another suite uses.
+
+The broker keeps its data in an object store on local files (chaos/objectstore.py, through
+Tansu's s3:// engine), so that restarting it loses nothing, as a restart of a real Kafka
+broker would not; CHAOS_BROKER_STORAGE=memory runs it on memory storage instead, as
+`make run` does, and the broker-restart experiment then shows what that loses.
 """
 
 from __future__ import annotations
@@ -36,16 +41,19 @@ def port_open(port: int) -> bool:
 
 
 class Stack:
-    def __init__(self, run_id: str, *, kafka_storage: str = "memory://tansu/", storage_env: dict[str, str] | None = None) -> None:
+    def __init__(self, run_id: str, *, session_timeout_ms: int = 6000, broker_storage: str = "s3") -> None:
+        if broker_storage not in ("s3", "memory"):
+            raise ValueError(f"the broker's storage is s3 or memory, not {broker_storage!r}")
         self.run_id = run_id
+        self.session_timeout_ms = session_timeout_ms
         # Under /tmp, readable by all: the postgres user must reach the cluster's folder.
         self.var = Path(tempfile.mkdtemp(prefix=f"graphspace-chaos-{run_id}-"))
         self.var.chmod(0o755)
         self.logs = ARTIFACTS / f"chaos-{run_id}"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.ports = {name: free_port() for name in ("postgres", "redis", "kafka", "web")}
-        self.kafka_storage = kafka_storage
-        self.storage_env = storage_env or {}
+        self.ports = {name: free_port() for name in ("postgres", "redis", "kafka", "web", "objects")}
+        self.kafka_storage = "s3://tansu/" if broker_storage == "s3" else "memory://tansu/"
+        self.objectstore: subprocess.Popen[bytes] | None = None
         self.started = False
 
     @property
@@ -69,7 +77,11 @@ class Stack:
 
     def services_env(self) -> dict[str, str]:
         return {
-            **os.environ, **self.storage_env,
+            **os.environ,
+            # Tansu's s3:// engine reads these (a plain-http store on the loopback; no keys
+            # are checked there).
+            "AWS_ENDPOINT": f"http://127.0.0.1:{self.ports['objects']}", "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "chaos", "AWS_SECRET_ACCESS_KEY": "chaos", "AWS_DEFAULT_REGION": "us-east-1",
             "GRAPHSPACE_VAR": str(self.var),
             "PGPORT": str(self.ports["postgres"]),
             "REDIS_PORT": str(self.ports["redis"]),
@@ -89,6 +101,7 @@ class Stack:
             "CELERY_BROKER_URL": self.redis_url(0),
             "CHANNELS_REDIS_URL": self.redis_url(1),
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "KAFKA_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
             "WEB_PORT": str(self.ports["web"]),
             # No metrics ports: the usual ones belong to a developer's `make run`.
             "BRIDGE_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0", "RELAY_METRICS_PORT": "0",
@@ -104,6 +117,17 @@ class Stack:
 
     def start(self) -> None:
         self.started = True
+        if self.durable_broker and self.objectstore is None:
+            with open(self.logs / "objectstore.log", "ab") as log:
+                self.objectstore = subprocess.Popen(
+                    [sys.executable, "-m", "chaos.objectstore", "--port", str(self.ports["objects"]),
+                     "--root", str(self.var / "objects")],
+                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            for _ in range(100):
+                if port_open(self.ports["objects"]):
+                    break
+                time.sleep(0.1)
         self._services("start")
 
     def stop_service(self, name: str) -> None:
@@ -145,6 +169,9 @@ class Stack:
                         self.stop_service(name)
                     except subprocess.CalledProcessError:
                         pass
+        if self.objectstore is not None:
+            self.objectstore.terminate()
+            self.objectstore.wait(10)
         for log in (self.var / "log").glob("*.log"):
             shutil.copy(log, self.logs / f"service-{log.name}")
         for _ in range(3):

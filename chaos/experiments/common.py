@@ -39,7 +39,7 @@ def finish(ctx: Context, result: Result, ledger: Ledger, since: float, *, timeou
     """Wait for every expected row (the recovery is counted from `since`), let the pipeline
     run dry, then count what is there."""
     limit = result.limit or ctx.scale.recovery_limit
-    done = wait_stored(ledger, timeout=timeout or max(90.0, 3 * limit))
+    done = wait_stored(ledger, timeout=timeout or 2 * limit)
     result.recovery = None if done is None else max(0.0, done - since)
     if not wait_idle(ctx.stack.redis_url(0)):
         result.notes.append("the pipeline was still busy when counted")

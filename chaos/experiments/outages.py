@@ -33,7 +33,7 @@ def services_stopped(ctx: Context) -> Result:
             back = faults.start_service(ctx.log, ctx.stack, service)
             # What was acknowledged by the time the part came back must be stored within
             # the limit of its return.
-            done = wait_stored(ledger, ledger.snapshot(), timeout=max(90.0, 3 * ctx.scale.recovery_limit))
+            done = wait_stored(ledger, ledger.snapshot(), timeout=2 * ctx.scale.recovery_limit)
             recoveries[service] = None if done is None else done - back
             ctx.log(f"after {service}: " + ("not recovered" if done is None else f"recovered in {done - back:.1f}s"))
     finally:

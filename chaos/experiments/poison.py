@@ -49,7 +49,7 @@ def _event(n: int, owner: str, **changes: Any) -> dict[str, Any]:
 
 
 def _group_event(n: int, actor: str, **changes: Any) -> dict[str, Any]:
-    return _event(n, actor, type="share", group_id=1, membership_seq=1, **changes)
+    return _event(n, actor, **{"type": "share", "group_id": 1, "membership_seq": 1, **changes})
 
 
 def _with_number(data: dict[str, Any], literal: str) -> bytes:
@@ -134,7 +134,7 @@ def hostile_messages(ctx: Context) -> Result:
     starts = ctx.cluster.starts()
 
     producer = KafkaProducer(bootstrap_servers=ctx.stack.kafka, acks="all", linger_ms=5,
-                             max_request_size=8 * MIB, buffer_memory=256 * MIB, request_timeout_ms=30_000)
+                             max_request_size=8 * MIB, request_timeout_ms=30_000)
     topics = settings.KAFKA_TOPICS
     sent: list[tuple[Sent, Any, list[RowKey]]] = []
     for n, name in enumerate(_plan(hostile, valid)):
