@@ -39,6 +39,9 @@ class Store:
         self.root = root
         self._keys: dict[str, list[str]] = {}
         self._etags: dict[tuple[str, str], str] = {}
+        # Each object's <Contents> element: Tansu lists a partition's batches at every fetch
+        # that reaches past what it knew, so a listing must not touch the files.
+        self._entries: dict[tuple[str, str], str] = {}
 
     def path(self, bucket: str, key: str) -> Path:
         return self.root / quote(bucket, safe="") / quote(key, safe="")
@@ -73,6 +76,7 @@ class Store:
             out.write(data)
         os.replace(tmp, target)
         self._etags[(bucket, key)] = etag = self.digest(data)
+        self._entries.pop((bucket, key), None)
         if not self.exists(bucket, key):
             bisect.insort(self.keys(bucket), key)
         return etag
@@ -80,8 +84,21 @@ class Store:
     def delete(self, bucket: str, key: str) -> None:
         self.path(bucket, key).unlink(missing_ok=True)
         self._etags.pop((bucket, key), None)
+        self._entries.pop((bucket, key), None)
         if self.exists(bucket, key):
             self.keys(bucket).remove(key)
+
+    def entry(self, bucket: str, key: str) -> str:
+        """The object's <Contents> element of a listing (FileNotFoundError if it is gone)."""
+        known = self._entries.get((bucket, key))
+        if known is None:
+            stat = self.path(bucket, key).stat()
+            stamp = datetime.fromtimestamp(stat.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            known = (f"<Contents><Key>{escape(key)}</Key><LastModified>{stamp}</LastModified>"
+                     f"<ETag>{escape(self.etag(bucket, key))}</ETag><Size>{stat.st_size}</Size>"
+                     "<StorageClass>STANDARD</StorageClass></Contents>")
+            self._entries[(bucket, key)] = known
+        return known
 
     def keys(self, bucket: str) -> list[str]:
         if bucket not in self._keys:
@@ -218,7 +235,9 @@ class Handler(BaseHTTPRequestHandler):
         prefixes: list[str] = []
         truncated, last = False, ""
         with _lock:
-            keys = list(self.store.keys(bucket)[bisect.bisect_left(self.store.keys(bucket), prefix):])
+            index = self.store.keys(bucket)
+            start = bisect.bisect_right(index, after) if after and after >= prefix else bisect.bisect_left(index, prefix)
+            keys = index[start:start + limit + 1] if not delimiter else index[start:]
         for key in keys:
             if not key.startswith(prefix):
                 break
@@ -240,15 +259,10 @@ class Handler(BaseHTTPRequestHandler):
                 truncated = True
                 break
             try:
-                stat = self.store.path(bucket, key).stat()
                 with _lock:
-                    etag = self.store.etag(bucket, key)
+                    contents.append(self.store.entry(bucket, key))
             except FileNotFoundError:  # deleted since the index was read
                 continue
-            stamp = datetime.fromtimestamp(stat.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            contents.append(f"<Contents><Key>{escape(key)}</Key><LastModified>{stamp}</LastModified>"
-                            f"<ETag>{escape(etag)}</ETag><Size>{stat.st_size}</Size>"
-                            "<StorageClass>STANDARD</StorageClass></Contents>")
             last = key
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>'
