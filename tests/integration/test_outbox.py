@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from kafka.errors import KafkaTimeoutError
 from graphspace import producer
 from graphspace.models import OutboxEvent
 from notifications.events import new_event
+from tests.integration.conftest import Process
 
 
 class Acked:
@@ -51,6 +52,15 @@ class RecordingProducer:
 
     def close(self, timeout: float | None = None) -> None:
         self.closed = True
+
+
+@pytest.fixture
+def transactional_db(transactional_db: None, relay: Process) -> Iterator[None]:
+    """The suite's relay process would publish these tests' rows before they could: it is
+    stopped for each test here and started again after."""
+    relay.stop()
+    yield
+    relay.start(ready="relay_outbox: publishing")
 
 
 def write(n: int, keys: int) -> list[OutboxEvent]:
