@@ -17,7 +17,8 @@ delivery can only be acknowledged on the connection that took it.
 
 **Reconnecting soon after Redis returns.** kombu waits 2, 4, 6 ... up to 30 s between a
 consumer's attempts to reconnect, so a worker could sleep through half a minute of a Redis
-that is back. `Consumer` caps that wait at `RECONNECT_INTERVAL_MAX`.
+that is back. `Consumer` caps that wait at `RECONNECT_INTERVAL_MAX`, and keeps the worker
+alive when Redis goes away while it holds tasks (`keep_pool`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import time
 from typing import Any
 
+import redis
 from celery import bootsteps
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.transport import redis as kombu_redis
@@ -90,10 +92,30 @@ class RenewLeases(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """Celery's consumer, reconnecting at most `RECONNECT_INTERVAL_MAX` seconds apart."""
+    """Celery's consumer, reconnecting at most `RECONNECT_INTERVAL_MAX` seconds apart, and
+    surviving the loss of Redis while it holds tasks."""
 
     def ensure_connected(self, conn: Any) -> Any:
         conn.ensure_connection = functools.partial(
             conn.ensure_connection, interval_start=1, interval_step=1, interval_max=RECONNECT_INTERVAL_MAX,
         )
         return super().ensure_connected(conn)
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        keep_pool(getattr(getattr(self, "task_consumer", None), "channel", None))
+        super().on_connection_error_after_connected(exc)
+
+
+def keep_pool(channel: Any) -> None:
+    """Let a Redis channel reach Redis after its connection has been collected.
+
+    On a lost connection Celery detaches the transport before it closes the channel, and
+    kombu's Redis channel builds its connection pool afresh from that transport whenever it
+    needs one: to put the tasks it holds back in their queue as it closes, or to acknowledge a
+    task that finishes after the loss. Without a transport that raises AttributeError,
+    "Unrecoverable error", and the worker exits (1 Redis outage in 8, measured with kombu
+    5.7). Pinned to the parameters it has now, those late calls reach Redis, or fail as the
+    connection errors that everybody handles."""
+    if isinstance(channel, kombu_redis.Channel) and getattr(channel.connection, "client", None) is not None:
+        params = {flag: channel._connparams(asynchronous=flag) for flag in (False, True)}
+        channel._get_pool = lambda asynchronous=False: redis.ConnectionPool(**params[asynchronous])  # type: ignore[method-assign]
