@@ -125,6 +125,8 @@ KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="graphspace-notif
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 KAFKA_BATCH_MAX = env.int("KAFKA_BATCH_MAX", default=500)
 KAFKA_POLL_TIMEOUT_MS = env.int("KAFKA_POLL_TIMEOUT_MS", default=200)
+# The longest the broker holds the bridge's fetch when there is nothing new (kafka_bridge/backend.py).
+KAFKA_FETCH_MAX_WAIT_MS = env.int("KAFKA_FETCH_MAX_WAIT_MS", default=20)
 # The outbox relay (graphspace/producer.py): how long it waits for the broker to take a
 # batch before it keeps the batch and tries again (requests never wait for Kafka at all).
 KAFKA_RELAY_TIMEOUT_MS = env.int("KAFKA_RELAY_TIMEOUT_MS", default=5000)
