@@ -115,8 +115,9 @@ def broker_url() -> str:
     redis.Redis.from_url(channels_url).flushdb()
     # Two suites at once on one machine (a developer's and a helper's) must not read each
     # other's tasks or channel messages: a queue and a channel prefix of this run's own.
-    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"],
-                                           "CONFIG": {"hosts": [channels_url], "prefix": f"t{RUN_ID}"}}}
+    layer = settings.CHANNEL_LAYERS["default"]
+    hosts = [{**layer["CONFIG"]["hosts"][0], "address": channels_url}]
+    settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": hosts, "prefix": f"t{RUN_ID}"}}}
     settings.CELERY_TASK_DEFAULT_QUEUE = f"t{RUN_ID}"
     return url
 
@@ -135,7 +136,7 @@ def process_env(django_db_setup: None, django_db_blocker: Any, kafka_topics: dic
         "KAFKA_DEAD_LETTER_TOPIC": f"t{RUN_ID}-dead-letter",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "CELERY_BROKER_URL": broker_url,
-        "CHANNELS_REDIS_URL": settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0],
+        "CHANNELS_REDIS_URL": settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"],
         "CHANNELS_PREFIX": f"t{RUN_ID}",
         "CELERY_QUEUE": f"t{RUN_ID}",
         "CELERY_RESULT_BACKEND": "django-db",
