@@ -137,6 +137,11 @@ OUTBOX_IDLE_POLL_SECONDS = env.float("OUTBOX_IDLE_POLL_SECONDS", default=1.0)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_TASK_ACKS_LATE = True
+# Celery's Django fixup closes the database connection before and after every task unless
+# this is set, so each batch paid for a new PostgreSQL connection and CONN_MAX_AGE never
+# applied in the worker. With it, a pool process keeps its connection for this many tasks;
+# the base task's close_old_connections() still drops one that is broken or past its age.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # A worker killed mid-task gives the task back instead of acknowledging it.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One task taken ahead per worker process: a batch waits in the queue, where any worker can
