@@ -106,6 +106,11 @@ events_submitted = Counter(
     "graphspace_bridge_events_submitted", "Valid events the Celery broker accepted in a persist task.", ["topic"]
 )
 batches_submitted = Counter("graphspace_bridge_batches_submitted", "Persist tasks the Celery broker accepted.")
+batches_resubmitted = Counter(
+    "graphspace_bridge_batches_resubmitted",
+    "Batches submitted again because no worker confirmed them stored while the queue was empty "
+    "(a task lost by a worker killed as it took it; kafka_bridge/confirmations.py).",
+)
 submit_failures = Counter(
     "graphspace_bridge_submit_failures",
     "Times the Celery broker refused a batch (the bridge pauses its partitions, keeps polling and retries).",

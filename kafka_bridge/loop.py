@@ -190,7 +190,10 @@ class Bridge:
         heartbeat: Heartbeat | None = None,
         dead_letter: Callable[[Sequence[Rejection]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        # Called once per turn of the loop, busy or idle (kafka_bridge/confirmations.py).
+        on_turn: Callable[[], object] | None = None,
     ) -> None:
+        self.on_turn = on_turn
         self.consumer = consumer
         self.submit = submit
         self.topics = dict(topics)
@@ -421,6 +424,7 @@ class Bridge:
                 try:
                     self.step()
                     delay = 0.5
+                    self.turn()
                 except Exception:
                     # Nothing stops the bridge: log, back off, and poll again. Uncommitted
                     # offsets are redelivered, so nothing is lost. Only an unexpected failure
@@ -433,6 +437,16 @@ class Bridge:
         finally:
             self.consumer.close(autocommit=False)
             log.info("bridge stopped: %s", self.stats_line())
+
+    def turn(self) -> None:
+        """The per-turn hook, never while a batch is held (the broker it asks is likely the one
+        that refused it), and whose failure is its own: it never drops what the loop holds."""
+        if self.on_turn is None or self.held is not None:
+            return
+        try:
+            self.on_turn()
+        except Exception as error:
+            log.warning("bridge: %r; trying again next turn", error)
 
     def stats_line(self) -> str:
         s = self.stats

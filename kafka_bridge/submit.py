@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import redis
+from django.conf import settings
+
 from graphspace.celery import app
+from kafka_bridge.confirmations import confirmation_key
 from notifications.events import Event
 
 # The name under which tasks/persist.py registers the persist task; the bridge names it
@@ -28,3 +32,25 @@ def submit_batch(events: Sequence[Event]) -> str:
     except Exception as error:  # kombu and redis raise several unrelated types here
         raise SubmitError(repr(error)) from error
     return str(result.id)
+
+
+def _broker() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=5)
+    return _client
+
+
+_client: redis.Redis | None = None
+
+
+def confirmed(task_ids: list[str]) -> list[bool]:
+    """Which persist tasks have confirmed their batch stored (kafka_bridge/confirmations.py)."""
+    if not task_ids:
+        return []
+    return [value is not None for value in _broker().mget([confirmation_key(t) for t in task_ids])]
+
+
+def queue_empty() -> bool:
+    """No persist task waits in the Celery queue (every one submitted has been taken)."""
+    return int(_broker().llen(settings.CELERY_TASK_DEFAULT_QUEUE)) == 0

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
+from celery import Task
+from django.conf import settings
 from pydantic import ValidationError
 
 from graphspace import metrics
 from graphspace.celery import app
+from kafka_bridge.confirmations import CONFIRMATION_TTL_SECONDS, confirmation_key
 from notifications.broadcast import broadcast
 from notifications.events import Event
 from notifications.persist import persist_events as persist
@@ -20,8 +24,8 @@ log = logging.getLogger(__name__)
 PERSIST_TASK = "tasks.persist_events"
 
 
-@app.task(base=GraphSpaceTask, name=PERSIST_TASK, ignore_result=True)
-def persist_events(events: list[dict[str, Any]]) -> int:
+@app.task(base=GraphSpaceTask, name=PERSIST_TASK, ignore_result=True, bind=True)
+def persist_events(self: Task, events: list[dict[str, Any]]) -> int:  # type: ignore[type-arg]
     """Store the notifications of a batch; a redelivered batch inserts nothing new."""
     parsed: list[Event] = []
     for data in events:
@@ -49,4 +53,22 @@ def persist_events(events: list[dict[str, Any]]) -> int:
         except Exception:
             log.exception("broadcast of %d notifications failed", result.created,
                           extra={"event_ids": [str(e.event_id) for e in parsed]})
+    confirm_stored(self.request.id)
     return result.created
+
+
+_broker: redis.Redis | None = None
+
+
+def confirm_stored(task_id: str | None) -> None:
+    """Tell the bridge the batch is stored (kafka_bridge/confirmations.py). Best effort: an
+    unconfirmed batch is only submitted again, and storing it again changes nothing."""
+    if not task_id:
+        return
+    global _broker
+    try:
+        if _broker is None:  # one per pool process, made after the fork
+            _broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=5)
+        _broker.set(confirmation_key(task_id), b"1", ex=CONFIRMATION_TTL_SECONDS)
+    except Exception:
+        log.warning("could not confirm task %s stored; the bridge will submit it again", task_id, exc_info=True)

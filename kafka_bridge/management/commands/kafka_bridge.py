@@ -14,9 +14,10 @@ from kafka import KafkaConsumer
 
 from graphspace import metrics
 from kafka_bridge.backend import Rebalance, create_topics, make_consumer
+from kafka_bridge.confirmations import Confirmations
 from kafka_bridge.dead_letter import DeadLetterTopic
 from kafka_bridge.loop import Bridge, Heartbeat
-from kafka_bridge.submit import submit_batch
+from kafka_bridge.submit import confirmed, queue_empty, submit_batch
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,14 @@ class Command(BaseCommand):
         consumer = self.connect(topics, listener)
         if consumer is None:
             return
+        # Batches stay in hand until a worker confirms them stored (a worker killed as it
+        # takes a task from Redis loses it); see kafka_bridge/confirmations.py.
+        confirmations = Confirmations(submit_batch, confirmed, queue_empty)
         bridge = Bridge(
             consumer,
-            submit_batch,
+            confirmations.submit,
             topics,
+            on_turn=confirmations.check,
             poll_timeout_ms=settings.KAFKA_POLL_TIMEOUT_MS,
             max_records=settings.KAFKA_BATCH_MAX,
             heartbeat=Heartbeat(Path(settings.BRIDGE_HEARTBEAT_FILE)) if settings.BRIDGE_HEARTBEAT_FILE else None,
