@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -143,19 +144,28 @@ def assert_all_stored_once(stream: Stream) -> None:
     assert set(rows.values_list("event_id", flat=True)) == {e.event_id for e in stream.events}
 
 
-def test_the_tasks_of_a_worker_killed_mid_batch_are_stored_within_30_s(
-    transactional_db: None, process_env: dict[str, str], own_redis: RedisServer,
-) -> None:
+@contextmanager
+def busy_worker(process_env: dict[str, str], broker: RedisServer) -> Iterator[tuple[Stream, Process, list[list[Event]]]]:
+    """A worker mid-stream and mid-batch: the first half of the stream sent, some rows in, and
+    tasks held by the worker. Yields the stream, the worker and the half not sent yet."""
     queue = f"recovery-{uuid4().hex[:8]}"
-    stream = Stream(own_redis, queue, owners(), EVENTS)
+    stream = Stream(broker, queue, owners(), EVENTS)
     first, rest = stream.batches[: len(stream.batches) // 2], stream.batches[len(stream.batches) // 2:]
-    worker = recovery_worker(process_env, own_redis, queue)
+    worker = recovery_worker(process_env, broker, queue)
     worker.start(ready="ready.")
     try:
         stream.send(first)
-        # Mid-stream and mid-batch: some rows are in, and the worker holds tasks.
-        wait_for(lambda: 0 < stored(stream) < len(first) * BATCH and held(own_redis) > 0,
+        wait_for(lambda: 0 < stored(stream) < len(first) * BATCH and held(broker) > 0,
                  timeout=60, interval=0.01, what="the worker to be busy with the stream")
+        yield stream, worker, rest
+    finally:
+        worker.stop()
+
+
+def test_the_tasks_of_a_worker_killed_mid_batch_are_stored_within_30_s(
+    transactional_db: None, process_env: dict[str, str], own_redis: RedisServer,
+) -> None:
+    with busy_worker(process_env, own_redis) as (stream, worker, rest):
         in_flight = held(own_redis)
         # kill -9 of every process of the worker (its process group), then a new worker, as a
         # supervisor (compose's restart policy) would start one.
@@ -167,8 +177,6 @@ def test_the_tasks_of_a_worker_killed_mid_batch_are_stored_within_30_s(
         wait_for(lambda: stored(stream) == len(stream.events), timeout=WAIT, interval=0.1,
                  what=f"all {len(stream.events)} events stored")
         done = time.monotonic()
-    finally:
-        worker.stop()
     report("worker killed", events=len(stream.events), held_at_kill=in_flight,
            kill_to_all_stored=done - killed, stream_end_to_all_stored=done - sent)
     assert_all_stored_once(stream)
@@ -178,15 +186,7 @@ def test_the_tasks_of_a_worker_killed_mid_batch_are_stored_within_30_s(
 def test_the_tasks_in_flight_when_redis_stops_are_stored_within_30_s_of_its_return(
     transactional_db: None, process_env: dict[str, str], own_redis: RedisServer,
 ) -> None:
-    queue = f"recovery-{uuid4().hex[:8]}"
-    stream = Stream(own_redis, queue, owners(), EVENTS)
-    first, rest = stream.batches[: len(stream.batches) // 2], stream.batches[len(stream.batches) // 2:]
-    worker = recovery_worker(process_env, own_redis, queue)
-    worker.start(ready="ready.")
-    try:
-        stream.send(first)
-        wait_for(lambda: 0 < stored(stream) < len(first) * BATCH and held(own_redis) > 0,
-                 timeout=60, interval=0.01, what="the worker to be busy with the stream")
+    with busy_worker(process_env, own_redis) as (stream, worker, rest):
         in_flight = held(own_redis)
         own_redis.stop()
         time.sleep(OUTAGE_SECONDS)  # the outage itself
@@ -197,8 +197,6 @@ def test_the_tasks_in_flight_when_redis_stops_are_stored_within_30_s_of_its_retu
                  what=f"all {len(stream.events)} events stored")
         done = time.monotonic()
         assert worker.proc is not None and worker.proc.poll() is None, "the worker needed a restart"
-    finally:
-        worker.stop()
     report("redis stopped", events=len(stream.events), held_at_stop=in_flight, outage=OUTAGE_SECONDS,
            return_to_all_stored=done - back)
     assert_all_stored_once(stream)
