@@ -187,14 +187,7 @@ relay_heartbeat = Gauge(
     "graphspace_relay_heartbeat_timestamp_seconds", "When the relay's loop last turned (Unix time).",
     multiprocess_mode="mostrecent",
 )
-outbox_backlog = Gauge(
-    "graphspace_relay_outbox_events", "Events in the outbox when the relay last emptied it (normally 0).",
-    multiprocess_mode="mostrecent",
-)
-outbox_oldest_age = Gauge(
-    "graphspace_relay_outbox_oldest_age_seconds", "Age of the oldest outbox event when the relay last looked.",
-    multiprocess_mode="mostrecent",
-)
+
 
 
 class OutboxBacklog(Collector):

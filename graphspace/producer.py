@@ -214,7 +214,6 @@ class Relay:
                 try:
                     self.drain()
                     delay = 0.2
-                    self._report_backlog()
                     wait(settings.OUTBOX_IDLE_POLL_SECONDS)
                 except Exception as error:
                     log.warning("relay: %s; retrying in %.1fs", error, delay)
@@ -229,13 +228,6 @@ class Relay:
         deadline = time.monotonic() + seconds
         while not self.shutdown and time.monotonic() < deadline:
             time.sleep(min(0.1, seconds))
-
-    def _report_backlog(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(f'SELECT count(*), min(created_at) FROM "{OutboxEvent._meta.db_table}"')
-            count, oldest = cursor.fetchone()
-        metrics.outbox_backlog.set(count)
-        metrics.outbox_oldest_age.set(max(0.0, time.time() - oldest.timestamp()) if oldest else 0.0)
 
     def _listener(self) -> Callable[[float], bool]:
         """A dedicated connection that LISTENs to the outbox channel; returns a function that

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from graphspace.models import Group, MembershipSpan, User
 from notifications import dead_letters
-from notifications.clustering import Span, assign, cluster_key
+from notifications.clustering import Assignment, Span, assign, cluster_key
 from notifications.events import Event
 from notifications.messages import message_for
 from notifications.models import DeadLetter, NotificationCluster
@@ -173,10 +173,17 @@ def _open_clusters(user_ids: Iterable[int], keys: Iterable[str]) -> dict[tuple[i
     return {(uid, key): (cid, Span(first, last)) for uid, key, cid, first, last in rows}
 
 
-def _place(rows: list[Planned], mine: dict[str, tuple[int, Span]], uid: int, now: datetime,
+Placement = tuple[list[Assignment], list[tuple[str, Span]]]
+
+
+def _assign(rows: list[Planned], mine: dict[str, tuple[int, Span]], now: datetime) -> Placement:
+    return assign([(p.key, now) for p in rows], mine, window=window(), span=span())
+
+
+def _place(rows: list[Planned], placement: Placement, uid: int,
            to_create: list[tuple[list[Planned], NotificationCluster]]) -> None:
     """One recipient's rows: into their open clusters, or into new ones added to `to_create`."""
-    placed, new = assign([(p.key, now) for p in rows], mine, window=window(), span=span())
+    placed, new = placement
     members: list[list[Planned]] = [[] for _ in new]
     for p, where in zip(rows, placed, strict=True):
         if where.existing is not None:
@@ -219,10 +226,11 @@ def _assign_clusters(planned: list[Planned], user_ids: dict[str, int], now: date
     for email, rows in by_recipient.items():
         uid = user_ids[email]
         mine = open_by_user.get(uid, {})
-        if assign([(p.key, now) for p in rows], mine, window=window(), span=span())[1]:
+        placement = _assign(rows, mine, now)
+        if placement[1]:
             needing.append(email)
         else:
-            _place(rows, mine, uid, now, to_create)
+            _place(rows, placement, uid, to_create)
     if needing:
         now = _lock_recipients(needing)
         fresh = _by_user(_open_clusters(
@@ -230,7 +238,8 @@ def _assign_clusters(planned: list[Planned], user_ids: dict[str, int], now: date
         ))
         for email in needing:
             uid = user_ids[email]
-            _place(by_recipient[email], fresh.get(uid, {}), uid, now, to_create)
+            rows = by_recipient[email]
+            _place(rows, _assign(rows, fresh.get(uid, {}), now), uid, to_create)
     created = NotificationCluster.objects.bulk_create([c for _, c in to_create])
     for (group, _), cluster in zip(to_create, created, strict=True):
         for p in group:

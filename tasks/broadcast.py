@@ -1,4 +1,6 @@
-"""Broadcast the notifications a persist task has just committed."""
+"""Broadcast notifications already committed. The persist task pushes its own rows now; this
+task stays registered for broadcast messages queued by an older persist task during an
+upgrade, and for pushing rows stored by other means."""
 
 from __future__ import annotations
 
