@@ -18,7 +18,10 @@ class NotificationCluster(models.Model):
     notifications/clustering.py for the rule). Stored, so the list, the counts, the expand
     view and mark-read always agree."""
 
-    recipient = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notification_clusters")
+    # Indexed by cluster_newest, which leads with it.
+    recipient = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="notification_clusters", db_index=False
+    )
     topic = models.CharField(max_length=16)
     type = models.CharField(max_length=16)
     resource = models.CharField(max_length=16)
@@ -75,6 +78,9 @@ class OwnerNotification(NotificationBase):
         db_column="owner_email",
         on_delete=models.CASCADE,
         related_name="owner_notifications",
+        # owner_notif_newest leads with it: a second index (and its LIKE twin) would only
+        # cost every insert and every mark-read.
+        db_index=False,
     )
 
     class Meta:
@@ -86,8 +92,6 @@ class OwnerNotification(NotificationBase):
         indexes = [
             # "This user's newest page" is a backwards scan of this index.
             models.Index(fields=["owner", "-created_at", "-id"], name="owner_notif_newest"),
-            # "This user's unread count" reads only this partial index.
-            models.Index(fields=["owner"], condition=Q(is_read=False), name="owner_notif_unread"),
             # A cluster's newest items (previews, expand, mark-cluster-read).
             models.Index(fields=["cluster", "-created_at", "-id"], name="owner_notif_cluster"),
         ]
@@ -102,10 +106,12 @@ class GroupNotification(NotificationBase):
         db_column="member_email",
         on_delete=models.CASCADE,
         related_name="group_notifications",
+        db_index=False,
     )
     # The seed's column: on group notifications owner_email is the actor.
     owner_email = models.CharField(max_length=254, null=True, blank=True)
-    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="notifications")
+    # group_notif_group leads with it.
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="notifications", db_index=False)
 
     class Meta:
         db_table = "group_notification"
@@ -114,10 +120,27 @@ class GroupNotification(NotificationBase):
         ]
         indexes = [
             models.Index(fields=["member", "-created_at", "-id"], name="group_notif_newest"),
-            models.Index(fields=["member"], condition=Q(is_read=False), name="group_notif_unread"),
             models.Index(fields=["group", "member", "-created_at"], name="group_notif_group"),
             models.Index(fields=["cluster", "-created_at", "-id"], name="group_notif_cluster"),
         ]
+
+
+class UnreadCount(models.Model):
+    """Each user's unread notifications, kept by the database itself: statement triggers on
+    owner_notification and group_notification add what an INSERT, UPDATE or DELETE changed
+    (migration 0006), so every path that writes rows (persist, mark read, a group's or a
+    user's cascade, the admin) keeps it exact. The bell reads one row; no index on the
+    notification tables has to mention is_read, so marking read is a HOT update.
+    docs/storage.md has the measurements."""
+
+    recipient = models.OneToOneField(
+        User, to_field="email", db_column="recipient_email", primary_key=True,
+        on_delete=models.CASCADE, related_name="+",
+    )
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "notification_unread_count"
 
 
 class Digest(models.Model):

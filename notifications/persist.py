@@ -7,8 +7,8 @@ membership spans (graphspace/models.py: MembershipSpan), however late the batch 
 Query budget for a batch, whatever its size: lock the groups, read their members, read (and
 key-share lock) the recipients, skip rows already stored, read the open clusters, and only if
 some recipient needs a new cluster lock those recipients and read their clusters again;
-create the new clusters, insert the rows, update the clusters' counts. Inserts are chunked at
-CHUNK rows.
+create the new clusters, lock the recipients' unread counters, insert the rows (their
+triggers add to the counters), update the clusters' counts. Inserts are chunked at CHUNK rows.
 """
 
 from __future__ import annotations
@@ -258,6 +258,19 @@ def _row(p: Planned, now: datetime) -> list[Any]:
     return row
 
 
+def _lock_counters(emails: set[str]) -> None:
+    """Lock the recipients' unread counters (creating missing ones) in email order, before
+    the inserts whose triggers add to them: the owner rows' and then the group rows'
+    statements would otherwise lock them in two sorted runs, and two batches could deadlock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO notification_unread_count (recipient_email, count) "
+            "SELECT e, 0 FROM unnest(%s::text[]) AS e ORDER BY e "
+            "ON CONFLICT (recipient_email) DO UPDATE SET count = notification_unread_count.count",
+            [sorted(emails)],
+        )
+
+
 def _insert(topic: str, rows: list[list[Any]]) -> list[tuple[int, int]]:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id, cluster_id: only new rows come back,
     so a redelivered batch returns nothing and changes nothing."""
@@ -339,6 +352,7 @@ def persist_batch(events: Sequence[Event]) -> PersistResult:
             planned.append(Planned(event, recipient, key))
         if planned:
             created, now = _assign_clusters(planned, user_ids, now)
+            _lock_counters({p.recipient for p in planned})
             inserted: list[tuple[int, int]] = []
             for topic in ("owner", "group"):
                 rows = [_row(p, now) for p in planned if p.event.topic == topic]

@@ -29,17 +29,25 @@ TABLE_MODEL: dict[str, type[OwnerNotification] | type[GroupNotification]] = {
 }
 
 
+# Filters are parsed here for the API and the page alike: whatever passes fits its column.
+FILTER_TEXT_MAX = 1000
+BIGINT_MAX = 2**63 - 1
+# since/until: dates every later computation can shift by a day without overflowing.
+WHEN_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+WHEN_MAX = datetime(9999, 12, 31, tzinfo=UTC)
+
+
 class BadFilter(ValueError):
     pass
 
 
 def unread_counts(emails: list[str]) -> dict[str, int]:
-    """Unread notifications per user, in one query on the two partial unread indexes."""
+    """Unread notifications per user: one primary-key read of the counter the database keeps
+    (notifications/models.py: UnreadCount). A user with no row has none."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT e, (SELECT count(*) FROM owner_notification WHERE owner_email = e AND NOT is_read)"
-            " + (SELECT count(*) FROM group_notification WHERE member_email = e AND NOT is_read)"
-            " FROM unnest(%s::text[]) AS e",
+            "SELECT e, COALESCE(c.count, 0) FROM unnest(%s::text[]) AS e"
+            " LEFT JOIN notification_unread_count AS c ON c.recipient_email = e",
             [emails],
         )
         return {row[0]: int(row[1]) for row in cursor.fetchall()}
@@ -70,7 +78,12 @@ class Filters:
     def parse(cls, params: Mapping[str, Any]) -> Filters:
         def one(name: str) -> str | None:
             value = params.get(name)
-            return str(value).strip() if value not in (None, "") else None
+            if value in (None, ""):
+                return None
+            text = str(value).strip()
+            if "\x00" in text or len(text) > FILTER_TEXT_MAX:
+                raise BadFilter(f"{name} must be text of at most {FILTER_TEXT_MAX} characters, without NUL.")
+            return text
 
         state = one("state") or "all"
         if state not in ("all", "unread"):
@@ -84,7 +97,7 @@ class Filters:
         if resource is not None and resource not in RESOURCES:
             raise BadFilter(f"resource must be one of {', '.join(RESOURCES)}.")
         group_id = one("group_id")
-        if group_id is not None and not group_id.isdigit():
+        if group_id is not None and not (group_id.isascii() and group_id.isdigit() and int(group_id) <= BIGINT_MAX):
             raise BadFilter("group_id must be an integer.")
         return cls(
             unread_only=state == "unread", topic=topic, group_id=int(group_id) if group_id else None,
@@ -109,11 +122,17 @@ def _when(value: str | None, name: str, *, end_of_day: bool = False) -> datetime
         if len(value) == 10:
             day = date.fromisoformat(value)
             moment = datetime.combine(day, time.min, tzinfo=UTC)
-            return moment + timedelta(days=1) if end_of_day else moment
-        moment = datetime.fromisoformat(value)
+            moment = moment + timedelta(days=1) if end_of_day else moment
+        else:
+            moment = datetime.fromisoformat(value)
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
         raise BadFilter(f"{name} must be a date (YYYY-MM-DD) or an ISO-8601 time.") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    except OverflowError:  # until=9999-12-31 (its end is past datetime.max), or an offset past it
+        moment = datetime.max.replace(tzinfo=UTC)
+    if not WHEN_MIN <= moment <= WHEN_MAX:
+        raise BadFilter(f"{name} must be between {WHEN_MIN:%Y-%m-%d} and {WHEN_MAX:%Y-%m-%d}.")
+    return moment
 
 
 def _kind(f: Filters) -> Q:

@@ -78,8 +78,8 @@ def test_group_clusters_are_per_actor(people: People, lab: int) -> None:
 def test_a_persisted_batch_stays_within_its_query_budget(people: People, lab: int, django_assert_max_num_queries: Any) -> None:
     events = [upload(A, n) for n in range(150)] + [share(lab, A, n) for n in range(150)]
     # groups, members, users, locks, 2 duplicate checks, open clusters, new clusters,
-    # 2 inserts, cluster counts, savepoint bookkeeping
-    with django_assert_max_num_queries(14):
+    # unread counters, 2 inserts, cluster counts, savepoint bookkeeping
+    with django_assert_max_num_queries(15):
         result = persist_events(events)
     assert result.created == 150 + 300
 
