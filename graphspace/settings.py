@@ -5,9 +5,16 @@ that is not a URL, a port that is not a number), so a typo stops the process at 
 instead of surfacing later as a confusing connection error.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -15,10 +22,94 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-# The default key only serves local runs; a deployment sets DJANGO_SECRET_KEY.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="graphspace-local-development-key-change-me")
+
+# --- The signing key -------------------------------------------------------------------
+# It signs sessions, CSRF tokens and the digest's unsubscribe links: anyone who knows it can
+# forge them, so a key that is written in this repository must never serve a real site.
+# `make run` (scripts/setup.sh) writes a random one to var/secret_key once, and every process
+# of a checkout reads it from there; a deployment sets DJANGO_SECRET_KEY.
+DEVELOPMENT_SECRET_KEY = "graphspace-local-development-key-change-me"
+SECRET_KEY_FILE = Path(env.str("DJANGO_SECRET_KEY_FILE", default=str(BASE_DIR / "var" / "secret_key")))
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why a key must not sign anything on a real site, or None. Django's own numbers
+    (`check --deploy`, security.W009): 50 characters, 5 different ones."""
+    if key == DEVELOPMENT_SECRET_KEY:
+        return "is the built-in development key"
+    if "change-me" in key.lower():
+        return "still holds the placeholder change-me"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return f"starts with {SECRET_KEY_INSECURE_PREFIX!r}"
+    if len(key) < SECRET_KEY_MIN_LENGTH or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return (f"is shorter than {SECRET_KEY_MIN_LENGTH} characters "
+                f"or has fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different ones")
+    return None
+
+
+def _secret_key() -> str:
+    key = env.str("DJANGO_SECRET_KEY", default="")
+    if not key and SECRET_KEY_FILE.is_file():
+        key = SECRET_KEY_FILE.read_text().strip()
+    return key or DEVELOPMENT_SECRET_KEY
+
+
+SECRET_KEY = _secret_key()
+# Old keys that still verify what they signed (sessions, unsubscribe links) while a new
+# SECRET_KEY takes over: rotate without logging everyone out.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+if not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY {problem}: set it to a long random value, e.g. the output of "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(50))' (`make run` keeps one in "
+        f"{SECRET_KEY_FILE}), or set DJANGO_DEBUG=true for a throwaway local run."
+    )
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+
+# --- Behind https (docs/operating.md, "Security") ---------------------------------------
+# DJANGO_SECURE=true for a site served over https: cookies only travel over https, browsers
+# are told to use nothing else (HSTS), and plain http is redirected. Off by default because
+# `make run` serves http://127.0.0.1:8000, where a Secure session cookie would never come back.
+SECURE = env.bool("DJANGO_SECURE", default=False)
+SESSION_COOKIE_SECURE = SECURE
+CSRF_COOKIE_SECURE = SECURE
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", default=SECURE)
+# The container's health check and Prometheus ask over plain http from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600 if SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=SECURE)
+# Preloading writes the domain into the browsers' own lists, which takes months to undo: it
+# is the domain owner's decision (DJANGO_HSTS_PRELOAD=true), so check --deploy is told that
+# leaving it off is deliberate.
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Behind a proxy that ends TLS (nginx, a load balancer): it says https in X-Forwarded-Proto,
+# and daphne takes the client's address from X-Forwarded-For (scripts/process.sh web), which
+# the login throttle keys on. Only with a proxy that sets both headers itself.
+BEHIND_PROXY = env.bool("DJANGO_BEHIND_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Content-Security-Policy (django-csp): the pages load scripts, styles and the websocket from
+# this site only, and nothing inline (event handlers and style attributes included), so a
+# name that slipped past escaping still could not run. `{{ request.csp_nonce }}` on a tag
+# is the one way to allow an inline script or style, should a page ever need one.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        # 'self' covers ws:// and wss:// to this host too (CSP Level 3).
+        "connect-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    },
+}
 
 INSTALLED_APPS = [
     "daphne",
@@ -29,6 +120,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "csp",
+    "axes",
     "django_celery_beat",
     "django_celery_results",
     "graphspace",
@@ -44,6 +137,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: it turns a login refused for too many failures into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "graphspace.urls"
@@ -94,6 +190,29 @@ if DATABASE_POOL_MAX_SIZE:
 AUTH_USER_MODEL = "graphspace.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/login/"
+
+# --- Login throttling (django-axes) ----------------------------------------------------
+# The login form and the REST API's HTTP Basic both authenticate through Django, so axes sees
+# every attempt: after AXES_FAILURE_LIMIT failures for one email from one address, that pair
+# is refused (the right password too) until the cool-off ends. Others, and the same person
+# from elsewhere, are unaffected. Attempts live in PostgreSQL, shared by every web process.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The key both callers pass to authenticate() (the default is the user model's "email", which
+# is not in the credentials: every attempt would count for a user named None).
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_RESET_ON_SUCCESS = True
+# One row per login would grow without bound; the failures are what the throttle needs.
+AXES_DISABLE_ACCESS_LOG = True
+# The answer: GraphSpace's JSON error on the API, the login form with its error on the page.
+AXES_LOCKOUT_CALLABLE = "graphspace.views.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

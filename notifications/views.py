@@ -8,8 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from graphspace.models import Graph, Group, Layout
-from notifications import marking, queries
-from notifications.broadcast import push_count
+from notifications import queries
 from notifications.queries import BadFilter, Filters
 from notifications.serializers import cluster_json
 
@@ -42,12 +41,14 @@ def page(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def open_item(request: HttpRequest, topic: str, pk: int) -> HttpResponse:
-    """Mark the notification read and open what it is about, or say plainly it is gone."""
+    """Open what the notification is about, or say plainly it is gone.
+
+    It changes nothing: a GET is what a link prefetcher, a mail scanner or a crawler sends too,
+    and none of them has read anything. The page marks the notification read with a POST to
+    the API as the person clicks (notifications/static/notifications/page.js)."""
     row = queries.item(request.user, topic, pk)  # type: ignore[arg-type]
     if row is None:
         raise Http404("No such notification.")
-    if marking.mark_row(row):
-        push_count(request.user)  # type: ignore[arg-type]
     target: str | None = None
     if row.resource == "graph" and Graph.objects.filter(pk=row.resource_id).exists():
         target = f"/graphs/{row.resource_id}/"

@@ -15,7 +15,11 @@ case "${1:-}" in
       exec "$BIN/daphne" -e "ssl:${WEB_PORT:-8443}:interface=${WEB_HOST:-127.0.0.1}:privateKey=${WEB_TLS_KEY}:certKey=${WEB_TLS_CERT}" \
         graphspace.asgi:application
     fi
-    exec "$BIN/daphne" -b "${WEB_HOST:-127.0.0.1}" -p "${WEB_PORT:-8000}" graphspace.asgi:application ;;
+    # Behind a proxy (DJANGO_BEHIND_PROXY=true) the client's address is in X-Forwarded-For: the
+    # login throttle counts failures per address, and would otherwise see only the proxy's.
+    proxy=()
+    case "${DJANGO_BEHIND_PROXY:-false}" in true|True|TRUE|1|yes|on) proxy=(--proxy-headers) ;; esac
+    exec "$BIN/daphne" "${proxy[@]}" -b "${WEB_HOST:-127.0.0.1}" -p "${WEB_PORT:-8000}" graphspace.asgi:application ;;
   worker) exec "$BIN/celery" -A graphspace worker -l "${LOG_LEVEL:-INFO}" \
             --concurrency "${CELERY_CONCURRENCY:-2}" -n "worker-$$@%h" ;;
   beat) exec "$BIN/celery" -A graphspace beat -l "${LOG_LEVEL:-INFO}" \
@@ -24,10 +28,10 @@ case "${1:-}" in
   # Publishes the outbox (events written in the actions' own transactions) to Kafka.
   relay) exec "$BIN/python" manage.py relay_outbox ;;
   flower)
-    # Flower never runs without a password.
+    # Flower never runs without a password, and its /metrics asks for it too (flowerconfig.py).
     : "${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}"
     exec "$BIN/celery" -A graphspace flower --address="${FLOWER_HOST:-127.0.0.1}" \
-      --port="${FLOWER_PORT:-5555}" --basic-auth="$FLOWER_BASIC_AUTH" ;;
+      --port="${FLOWER_PORT:-5555}" --basic-auth="$FLOWER_BASIC_AUTH" --conf="$ROOT/scripts/flowerconfig.py" ;;
   # Local only: catches the digest emails on 127.0.0.1:1025 and saves them under var/mail/.
   smtp) exec "$BIN/python" -m notifications.smtp_catcher ;;
   *) echo "usage: $0 web|worker|beat|bridge|relay|flower|smtp" >&2; exit 2 ;;

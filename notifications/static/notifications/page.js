@@ -17,8 +17,8 @@
     var input = document.querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
   }
-  function call(method, url, body) {
-    var options = { method: method, credentials: "same-origin",
+  function call(method, url, body, keepalive) {
+    var options = { method: method, credentials: "same-origin", keepalive: !!keepalive,
                     headers: { "Accept": "application/json", "X-CSRFToken": csrf() } };
     if (body) { options.headers["Content-Type"] = "application/json"; options.body = JSON.stringify(body); }
     return fetch(url, options).then(function (r) {
@@ -45,11 +45,26 @@
   }
   function counted(data) { if (window.gsSetUnreadCount) window.gsSetUnreadCount(data.unread_count); }
 
+  // Opening a notification reads it. The link itself only opens (a GET changes nothing: mail
+  // scanners and prefetchers follow links too); the click marks it read with a POST first. A
+  // click that opens another tab lets the link go at once, and the POST (keepalive) goes on.
+  function opens(link, item) {
+    if (item.is_read) return;
+    function mark() { return call("POST", API + item.topic + "/" + item.pk + "/read", null, true); }
+    link.addEventListener("click", function (event) {
+      if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) { mark(); return; }
+      event.preventDefault();
+      mark().catch(function () {}).then(function () { location.assign(link.href); });
+    });
+    link.addEventListener("auxclick", function (event) { if (event.button === 1) mark(); });
+  }
+
   function itemRow(item, li) {
     var row = el("li", "item" + (item.is_read ? "" : " unread"));
     row.dataset.itemId = item.id;
     var link = el("a", null, item.text);
     link.href = item.url;
+    opens(link, item);
     row.appendChild(link);
     row.appendChild(when(item.created_at));
     if (!item.is_read) {
@@ -70,7 +85,7 @@
     li.dataset.clusterId = c.id;
     var line = el("div", "line");
     var text;
-    if (c.size === 1 && c.items.length) { text = el("a", "text", c.text); text.href = c.items[0].url; }
+    if (c.size === 1 && c.items.length) { text = el("a", "text", c.text); text.href = c.items[0].url; opens(text, c.items[0]); }
     else { text = el("span", "text", c.text); }
     line.appendChild(text);
     if (c.preview) line.appendChild(el("span", "preview", c.preview));
