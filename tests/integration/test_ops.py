@@ -7,9 +7,11 @@ redis-server of its own on a free port and stops that one.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -322,3 +324,33 @@ def test_replay_topic_commits_the_groups_offset_for_the_bridges_to_read_from() -
         consumer.close(autocommit=False)
     with pytest.raises(CommandError, match="no partition 7"):
         call_command("replay_topic", "--topic", topic, "--partition", "7", "--offset", "0", "--group", group)
+
+
+# --- Flower ------------------------------------------------------------------------------------
+
+
+def test_flower_asks_for_its_password_on_metrics_too(process_env: dict[str, str]) -> None:
+    """Flower 2.2 leaves /metrics out of --basic-auth; scripts/flowerconfig.py puts it back in."""
+    port = free_port()
+    flower = Process("flower", {**process_env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": "admin:flower-test"})
+    try:
+        flower.start(ready="Visit me at")
+
+        def status(path: str, password: str | None = None) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+            if password is not None:
+                token = base64.b64encode(f"admin:{password}".encode()).decode()
+                request.add_header("Authorization", f"Basic {token}")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        assert status("/metrics") == 401
+        assert status("/metrics", "wrong") == 401
+        assert status("/metrics", "flower-test") == 200
+        assert status("/") == 401  # as the rest of Flower
+        assert status("/healthcheck") == 200  # the container's health check needs no password
+    finally:
+        flower.stop()
