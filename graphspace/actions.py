@@ -1,5 +1,10 @@
 """Every action of the triggers table, in one place for the REST API and the web pages.
 
+Actions are the host's domain API: they take typed arguments (ints, bools, parsed JSON; the
+edges parse requests: graphspace/forms.py for the pages, graphspace/api/schemas.py for the
+REST API), enforce every read and write rule of `graphspace.permissions`, and refuse with a
+domain error (below) that carries no HTTP code: each edge maps it to its own answer.
+
 Each function changes the database in one transaction and announces the change through
 `producer.send_message`, which writes the event to the outbox in that same transaction.
 
@@ -11,24 +16,235 @@ to a group read it under a share lock, which waits for a membership change in fl
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
-from graphspace import producer
-from graphspace.api import errors
-from graphspace.cyjs import normalise_graph_json, validate_style_json
+from graphspace import permissions, producer
+from graphspace.cyjs import GraphFormatError, normalise_graph_json, validate_style_json
 from graphspace.models import Graph, Group, GroupGraph, GroupMember, Layout, MembershipSpan, User
 from notifications.messages import message_text
 
+NAME_MAX = 256  # the name columns of graph, layout and group
+JSON_DEPTH_MAX = 100  # Cytoscape.js JSON is a few levels deep; Python's parser stops near 1,000
 
-class ActionError(Exception):
-    """A request that cannot be carried out; the message is shown to the user, and `code` is
-    GraphSpace's error code for it (api.md 1.2)."""
 
-    def __init__(self, message: str, code: int = errors.BAD_REQUEST) -> None:
+# --- domain errors ---------------------------------------------------------------------
+
+class DomainError(Exception):
+    """Why an action refused; the message is shown to the user as it is."""
+
+
+class NotFound(DomainError):
+    """No such resource, or one the actor may not see: the same answer, so that a refusal
+    tells nothing about what exists."""
+
+
+class Forbidden(DomainError):
+    """The actor sees the resource but may not do this to it."""
+
+
+class ActionError(DomainError):
+    """A request that cannot be carried out as asked: a bad value or a rule of the domain
+    (the pages show it as a form error)."""
+
+
+class Conflict(ActionError):
+    """The change collides with what is stored: a name taken, a member or a share already
+    there (also when a concurrent request stored it first)."""
+
+
+class AlreadyMember(Conflict):
+    pass
+
+
+class LayoutNameTaken(Conflict):
+    pass
+
+
+class NameTooLong(ActionError):
+    def __init__(self, message: str, resource: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.resource = resource
+
+
+class NoSuchUser(ActionError):
+    """A user the actor may not name: unknown, or known to exist only by an id (see
+    permissions.known_users). One message for both, so an id reveals nothing."""
+
+    def __init__(self) -> None:
+        super().__init__("User does not exist.")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final[Any] = _Unset()
+
+
+# --- checks of typed values -------------------------------------------------------------
+
+def clean_text(value: str, label: str) -> str:
+    """PostgreSQL text cannot hold NUL; nothing a person types contains one."""
+    if "\x00" in value:
+        raise ActionError(f"{label} must not contain NUL characters.")
+    return value
+
+
+def clean_name(value: str, label: str, resource: str) -> str:
+    if not value.strip():
+        raise ActionError(f"{label} is required.")
+    if len(value) > NAME_MAX:
+        if resource == "graph":
+            raise NameTooLong("Graph Name cannot be more than 256 characters long.", resource)
+        raise NameTooLong(f"{label} cannot be more than {NAME_MAX} characters long.", resource)
+    return clean_text(value, label)
+
+
+def check_json(value: Any, label: str) -> Any:
+    """JSON that PostgreSQL's jsonb stores and Python reads back: no NUL in a string or key,
+    no NaN or infinity, at most JSON_DEPTH_MAX levels."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_DEPTH_MAX:
+            raise ActionError(f"{label} is nested more than {JSON_DEPTH_MAX} levels deep.")
+        if isinstance(item, str):
+            clean_text(item, label)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ActionError(f"{label} must not contain NaN or infinity.")
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                clean_text(str(key), label)
+                stack.append((inner, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((inner, depth + 1) for inner in item)
+        elif not (item is None or isinstance(item, bool | int)):
+            raise ActionError(f"{label} must be JSON.")
+    return value
+
+
+def _json_object(value: Any, label: str) -> dict[str, Any]:
+    check_json(value, label)
+    if not isinstance(value, dict):
+        raise ActionError(f"{label} must be a JSON object.")
+    return value
+
+
+def _graph_json(value: Any, name: str, tags: list[str]) -> dict[str, Any]:
+    check_json(value, "graph_json")
+    try:
+        return normalise_graph_json(value, name=name, tags=tags)
+    except GraphFormatError as error:
+        raise ActionError(str(error)) from None
+
+
+def _style_json(value: Any) -> dict[str, Any]:
+    check_json(value, "style_json")
+    try:
+        return validate_style_json(value)
+    except GraphFormatError as error:
+        raise ActionError(str(error)) from None
+
+
+@contextmanager
+def _unique(constraint: str, error: Callable[[], ActionError]) -> Iterator[None]:
+    """A uniqueness race (two requests pass the existence check, the second insert fails)
+    ends in the same error as the check's, not in an IntegrityError."""
+    try:
+        yield
+    except IntegrityError as failure:
+        cause = getattr(failure.__cause__, "diag", None)
+        if getattr(cause, "constraint_name", None) == constraint:
+            raise error() from None
+        raise Conflict("The request collided with a change made at the same time; try again.") from None
+
+
+def _allow(allowed: bool, visible: bool, message: str) -> None:
+    """A refusal: NotFound if the actor may not even see the resource, else Forbidden."""
+    if not allowed:
+        raise Forbidden(message) if visible else NotFound("Not found.")
+
+
+# --- lookups: what an edge asks for by id, with the rule for what it will do ---------------
+
+GRAPH_RULES: dict[str, Callable[[User, Graph], bool]] = {
+    "read": permissions.can_read_graph,
+    "edit": permissions.can_edit_graph,
+    "delete": permissions.can_delete_graph,
+    "share": permissions.can_share_graph,
+    "add_layout": permissions.can_add_layout,
+}
+GROUP_RULES: dict[str, Callable[[User, Group], bool]] = {
+    "read": permissions.can_read_group,
+    "admin": permissions.can_admin_group,
+}
+LAYOUT_RULES: dict[str, Callable[[User, Layout], bool]] = {
+    "read": permissions.can_read_layout,
+    "edit": permissions.can_edit_layout,
+}
+
+
+def find_graph(actor: User, graph_id: int, to: str = "read") -> Graph:
+    graph = Graph.objects.select_related("owner").filter(pk=graph_id).first()
+    if graph is None or not permissions.can_read_graph(actor, graph):
+        raise NotFound("No such graph.")
+    _allow(GRAPH_RULES[to](actor, graph), True, _GRAPH_REFUSAL[to])
+    return graph
+
+
+def find_layout(actor: User, graph_id: int, layout_id: int, to: str = "read") -> Layout:
+    """A layout of the graph in the URL (the API and the pages: one rule)."""
+    layout = Layout.objects.select_related("owner", "graph").filter(pk=layout_id, graph_id=graph_id).first()
+    if layout is None or not permissions.can_read_layout(actor, layout):
+        raise NotFound("No such layout.")
+    _allow(LAYOUT_RULES[to](actor, layout), True, "Only the layout's owner can change it.")
+    return layout
+
+
+def find_group(actor: User, group_id: int, to: str = "read") -> Group:
+    group = Group.objects.select_related("owner").filter(pk=group_id).first()
+    if group is None or not permissions.can_read_group(actor, group):
+        raise NotFound("No such group.")
+    _allow(GROUP_RULES[to](actor, group), True, "Only the group's owner can change it.")
+    return group
+
+
+def find_user(actor: User, *, email: str | None = None, user_id: int | None = None) -> User:
+    """A user to add to a group: by email (which the actor already knows), or by id only
+    among the users whose email the actor already knows (permissions.known_users)."""
+    if email is not None:
+        user = User.objects.filter(email=clean_text(email, "Email").strip().lower()).first()
+    elif user_id is not None:
+        user = permissions.known_users(actor).filter(pk=user_id).first()
+    else:
+        raise ActionError("member_email or member_id is required.")
+    if user is None:
+        raise NoSuchUser()
+    return user
+
+
+def find_member(actor: User, group: Group, user_id: int) -> User:
+    """A member of a group the actor reads (anyone else: the same NoSuchUser)."""
+    user = User.objects.filter(pk=user_id, groupmember__group=group).first()
+    if user is None:
+        raise NoSuchUser()
+    return user
+
+
+_GRAPH_REFUSAL = {
+    "read": "",
+    "edit": "Only the graph's owner can change it.",
+    "delete": "Only the graph's owner can delete it.",
+    "share": "Only the graph's owner can share it.",
+    "add_layout": "",
+}
 
 
 def _owner_event(type: str, resource: str, obj_id: int, name: str, recipient: User, actor: User) -> None:
@@ -53,7 +269,7 @@ def _bump_membership(group: Group) -> int:
         )
         row = cursor.fetchone()
     if row is None:
-        raise ActionError(f"Group {group.id} does not exist.")
+        raise NotFound("No such group.")
     return int(row[0])
 
 
@@ -64,7 +280,7 @@ def _membership_now(group: Group) -> int:
         cursor.execute(f'SELECT membership_seq FROM "{Group._meta.db_table}" WHERE id = %s FOR SHARE', [group.id])
         row = cursor.fetchone()
     if row is None:
-        raise ActionError(f"Group {group.id} does not exist.")
+        raise NotFound("No such group.")
     return int(row[0])
 
 
@@ -91,54 +307,63 @@ def _group_event(
 
 # --- graphs ----------------------------------------------------------------------------
 
+def _graph_name_taken(owner: User, name: str) -> Conflict:
+    return Conflict(f"Graph {name} already exists for {owner.email}!")
+
+
 def upload_graph(
     actor: User, *, name: str, graph_json: Any, style_json: Any = None,
     tags: list[str] | None = None, is_public: bool = False,
 ) -> Graph:
-    if len(name) > 256:
-        raise ActionError("Graph Name cannot be more than 256 characters long.", errors.GRAPH_NAME_SIZE)
-    tags = [str(t) for t in (tags or [])]
-    graph_data = normalise_graph_json(graph_json, name=name, tags=tags)
-    style = validate_style_json(style_json)
-    with transaction.atomic():
+    name = clean_name(name, "Name", "graph")
+    tags = [clean_text(str(t), "tags") for t in (tags or [])]
+    graph_data = _graph_json(graph_json, name, tags)
+    style = _style_json(style_json)
+    with _unique("graph_unique_owner_name", lambda: _graph_name_taken(actor, name)), transaction.atomic():
         if Graph.objects.filter(owner=actor, name=name).exists():
-            raise ActionError(f"Graph {name} already exists for {actor.email}!")
+            raise _graph_name_taken(actor, name)
         graph = Graph.objects.create(
             owner=actor, name=name, graph_json=graph_data, style_json=style, tags=tags,
-            is_public=is_public,
+            is_public=bool(is_public),
         )
         _owner_event("upload", "graph", graph.id, graph.name, graph.owner, actor)
     return graph
 
 
-def update_graph(actor: User, graph: Graph, changes: dict[str, Any]) -> Graph:
-    """Apply the given fields. GraphSpace ignores tags on update; so do we."""
-    with transaction.atomic():
-        graph = Graph.objects.select_for_update().get(pk=graph.pk)
+def update_graph(
+    actor: User, graph: Graph, *, name: str | None = None, is_public: bool | None = None,
+    graph_json: Any = None, style_json: Any = None, default_layout_id: int | None = UNSET,
+) -> Graph:
+    """Apply the given fields (None: unchanged; default_layout_id None or 0: no default).
+    GraphSpace ignores tags on update; so do we."""
+    if name:
+        name = clean_name(name, "Name", "graph")
+    if graph_json is not None:
+        check_json(graph_json, "graph_json")
+    with _unique("graph_unique_owner_name", lambda: _graph_name_taken(graph.owner, str(name))), transaction.atomic():
+        graph = Graph.objects.select_for_update().select_related("owner").get(pk=graph.pk)
+        _allow(permissions.can_edit_graph(actor, graph), permissions.can_read_graph(actor, graph),
+               _GRAPH_REFUSAL["edit"])
         before = (graph.name, graph.is_public, graph.graph_json, graph.style_json, graph.default_layout_id)
-        if "name" in changes and changes["name"]:
-            name = str(changes["name"])
-            if len(name) > 256:
-                raise ActionError("Graph Name cannot be more than 256 characters long.", errors.GRAPH_NAME_SIZE)
+        if name:
             if name != graph.name and Graph.objects.filter(owner=graph.owner, name=name).exists():
-                raise ActionError(f"Graph {name} already exists for {graph.owner.email}!")
+                raise _graph_name_taken(graph.owner, name)
             graph.name = name
-        if "is_public" in changes and changes["is_public"] is not None:
-            graph.is_public = bool(int(changes["is_public"]))
-        if changes.get("graph_json") is not None:
-            graph.graph_json = normalise_graph_json(changes["graph_json"], name=graph.name, tags=graph.tags)
+        if is_public is not None:
+            graph.is_public = bool(is_public)
+        if graph_json is not None:
+            graph.graph_json = _graph_json(graph_json, graph.name, graph.tags)
         elif graph.name != before[0]:
             graph.graph_json = {**graph.graph_json, "data": {**graph.graph_json.get("data", {}), "name": graph.name}}
-        if changes.get("style_json") is not None:
-            graph.style_json = validate_style_json(changes["style_json"])
-        if "default_layout_id" in changes:
-            layout_id = changes["default_layout_id"]
-            if layout_id in (None, 0, "0", ""):
+        if style_json is not None:
+            graph.style_json = _style_json(style_json)
+        if default_layout_id is not UNSET:
+            if not default_layout_id:
                 graph.default_layout = None
             else:
-                layout = Layout.objects.filter(pk=int(layout_id), graph=graph).first()
+                layout = Layout.objects.filter(pk=default_layout_id, graph=graph).first()
                 if layout is None:
-                    raise ActionError(f"Layout {layout_id} does not belong to graph {graph.id}.")
+                    raise ActionError(f"Layout {default_layout_id} does not belong to graph {graph.id}.")
                 graph.default_layout = layout
         after = (graph.name, graph.is_public, graph.graph_json, graph.style_json, graph.default_layout_id)
         graph.save()
@@ -148,6 +373,8 @@ def update_graph(actor: User, graph: Graph, changes: dict[str, Any]) -> Graph:
 
 
 def delete_graph(actor: User, graph: Graph) -> None:
+    _allow(permissions.can_delete_graph(actor, graph), permissions.can_read_graph(actor, graph),
+           _GRAPH_REFUSAL["delete"])
     with transaction.atomic():
         graph_id, name, owner = graph.id, graph.name, graph.owner
         graph.delete()
@@ -156,16 +383,24 @@ def delete_graph(actor: User, graph: Graph) -> None:
 
 # --- layouts ---------------------------------------------------------------------------
 
+def _layout_name_taken(name: str) -> LayoutNameTaken:
+    return LayoutNameTaken(f"Layout with name `{name}` already exists.")
+
+
 def create_layout(
     actor: User, graph: Graph, *, name: str, positions_json: Any = None, style_json: Any = None,
     is_shared: bool = False,
 ) -> Layout:
-    with transaction.atomic():
+    _allow(permissions.can_add_layout(actor, graph), False, "")
+    name = clean_name(name, "Layout name", "layout")
+    positions = _json_object(positions_json or {}, "positions_json")
+    style = _json_object(style_json or {}, "style_json")
+    with _unique("layout_unique_name_graph_owner", lambda: _layout_name_taken(name)), transaction.atomic():
         if Layout.objects.filter(graph=graph, owner=actor, name=name).exists():
-            raise ActionError(f"Layout with name `{name}` already exists.", errors.LAYOUT_NAME_ALREADY_EXISTS)
+            raise _layout_name_taken(name)
         layout = Layout.objects.create(
-            graph=graph, owner=actor, name=name, positions_json=positions_json or {},
-            style_json=style_json or {}, is_shared=is_shared,
+            graph=graph, owner=actor, name=name, positions_json=positions,
+            style_json=style, is_shared=bool(is_shared),
         )
         _owner_event("create", "layout", layout.id, layout.name, actor, actor)
         if is_shared:
@@ -179,27 +414,38 @@ def _announce_layout_share(type: str, layout: Layout, actor: User) -> None:
         _group_event(type, "layout", layout.id, layout.name, group, actor)
 
 
-def update_layout(actor: User, layout: Layout, changes: dict[str, Any]) -> Layout:
-    """Share or unshare when is_shared changes; "updated" when anything else changes.
+def update_layout(
+    actor: User, layout: Layout, *, name: str | None = None, positions_json: Any = None,
+    style_json: Any = None, is_shared: bool | None = None,
+) -> Layout:
+    """Share or unshare when is_shared changes; "updated" when anything else changes
+    (None: unchanged).
 
     The official client sends every field on each update, so events follow what changed,
     not what was sent (the original announced a share on every save).
     """
-    with transaction.atomic():
-        layout = Layout.objects.select_for_update().get(pk=layout.pk)
+    if name:
+        name = clean_name(name, "Layout name", "layout")
+    if positions_json is not None:
+        positions_json = _json_object(positions_json, "positions_json")
+    if style_json is not None:
+        style_json = _json_object(style_json, "style_json")
+    with _unique("layout_unique_name_graph_owner", lambda: _layout_name_taken(str(name))), transaction.atomic():
+        layout = Layout.objects.select_for_update().select_related("graph").get(pk=layout.pk)
+        _allow(permissions.can_edit_layout(actor, layout), permissions.can_read_layout(actor, layout),
+               "Only the layout's owner can change it.")
         before = (layout.name, layout.positions_json, layout.style_json)
         was_shared = layout.is_shared
-        if changes.get("name"):
-            name = str(changes["name"])
+        if name:
             if name != layout.name and Layout.objects.filter(graph=layout.graph, owner=layout.owner, name=name).exists():
-                raise ActionError(f"Layout with name `{name}` already exists.", errors.LAYOUT_NAME_ALREADY_EXISTS)
+                raise _layout_name_taken(name)
             layout.name = name
-        if changes.get("positions_json") is not None:
-            layout.positions_json = changes["positions_json"]
-        if changes.get("style_json") is not None:
-            layout.style_json = changes["style_json"]
-        if changes.get("is_shared") is not None:
-            layout.is_shared = bool(int(changes["is_shared"]))
+        if positions_json is not None:
+            layout.positions_json = positions_json
+        if style_json is not None:
+            layout.style_json = style_json
+        if is_shared is not None:
+            layout.is_shared = bool(is_shared)
         layout.save()
         if (layout.name, layout.positions_json, layout.style_json) != before:
             _owner_event("update", "layout", layout.id, layout.name, layout.owner, actor)
@@ -209,6 +455,8 @@ def update_layout(actor: User, layout: Layout, changes: dict[str, Any]) -> Layou
 
 
 def delete_layout(actor: User, layout: Layout) -> None:
+    _allow(permissions.can_edit_layout(actor, layout), permissions.can_read_layout(actor, layout),
+           "Only the layout's owner can delete it.")
     with transaction.atomic():
         layout_id, name, owner = layout.id, layout.name, layout.owner
         layout.delete()
@@ -217,28 +465,40 @@ def delete_layout(actor: User, layout: Layout) -> None:
 
 # --- groups ----------------------------------------------------------------------------
 
+def _group_name_taken(owner: User, name: str) -> Conflict:
+    return Conflict(f"Group {name} already exists for {owner.email}!")
+
+
 def create_group(actor: User, *, name: str, description: str = "") -> Group:
-    with transaction.atomic():
+    name = clean_name(name, "Group name", "group")
+    description = clean_text(description or "", "Description")
+    with _unique("group_unique_name_owner", lambda: _group_name_taken(actor, name)), transaction.atomic():
         if Group.objects.filter(owner=actor, name=name).exists():
-            raise ActionError(f"Group {name} already exists for {actor.email}!")
-        group = Group.objects.create(owner=actor, name=name, description=description or "", membership_seq=1)
+            raise _group_name_taken(actor, name)
+        group = Group.objects.create(owner=actor, name=name, description=description, membership_seq=1)
         GroupMember.objects.create(group=group, user=actor)
         MembershipSpan.objects.create(group=group, user=actor, joined_seq=1)
         _owner_event("create", "group", group.id, group.name, actor, actor)
     return group
 
 
-def update_group(actor: User, group: Group, changes: dict[str, Any]) -> Group:
-    with transaction.atomic():
-        group = Group.objects.select_for_update().get(pk=group.pk)
+def update_group(actor: User, group: Group, *, name: str | None = None, description: str | None = None) -> Group:
+    """Rename or describe (None: unchanged)."""
+    if name:
+        name = clean_name(name, "Group name", "group")
+    if description is not None:
+        description = clean_text(description, "Description")
+    with _unique("group_unique_name_owner", lambda: _group_name_taken(group.owner, str(name))), transaction.atomic():
+        group = Group.objects.select_for_update().select_related("owner").get(pk=group.pk)
+        _allow(permissions.can_admin_group(actor, group), permissions.can_read_group(actor, group),
+               "Only the group's owner can change it.")
         before = (group.name, group.description)
-        if changes.get("name"):
-            name = str(changes["name"])
+        if name:
             if name != group.name and Group.objects.filter(owner=group.owner, name=name).exists():
-                raise ActionError(f"Group {name} already exists for {group.owner.email}!")
+                raise _group_name_taken(group.owner, name)
             group.name = name
-        if changes.get("description") is not None:
-            group.description = str(changes["description"])
+        if description is not None:
+            group.description = description
         group.save()
         if (group.name, group.description) != before:
             _owner_event("update", "group", group.id, group.name, group.owner, actor)
@@ -246,25 +506,35 @@ def update_group(actor: User, group: Group, changes: dict[str, Any]) -> Group:
 
 
 def delete_group(actor: User, group: Group) -> None:
+    _allow(permissions.can_admin_group(actor, group), permissions.can_read_group(actor, group),
+           "Only the group's owner can delete it.")
     with transaction.atomic():
         # Lock the row before Django collects what the delete cascades to: a persist task
         # holding the group (a key-share lock) finishes first and its rows are collected
         # too; one that comes later finds no group and stores nothing for it.
         locked = Group.objects.select_for_update().filter(pk=group.pk).first()
         if locked is None:
-            raise ActionError(f"Group {group.id} does not exist.")
+            raise NotFound("No such group.")
         group_id, name, owner = locked.id, locked.name, locked.owner
         group = locked
         group.delete()
         _owner_event("delete", "group", group_id, name, owner, actor)
 
 
+def _already_member(member: User) -> AlreadyMember:
+    # The actor named this user by email or by an id of a user they know: the email
+    # tells them nothing new.
+    return AlreadyMember(f"User with `{member.email}` email id already exists!")
+
+
 def add_member(actor: User, group: Group, member: User) -> GroupMember:
-    with transaction.atomic():
+    _allow(permissions.can_admin_group(actor, group), permissions.can_read_group(actor, group),
+           "Only the group's owner can add members.")
+    with _unique("group_member_unique", lambda: _already_member(member)), transaction.atomic():
         # Numbered first: the group's row lock also serialises two adds of one member.
         seq = _bump_membership(group)
         if GroupMember.objects.filter(group=group, user=member).exists():
-            raise ActionError(f"User with `{member.email}` email id already exists!", errors.USER_ALREADY_EXISTS)
+            raise _already_member(member)
         membership = GroupMember.objects.create(group=group, user=member)
         MembershipSpan.objects.create(group=group, user=member, joined_seq=seq)
         _group_event("add", "group_member", member.id, member.email, group, actor, member.email, seq)
@@ -272,27 +542,41 @@ def add_member(actor: User, group: Group, member: User) -> GroupMember:
 
 
 def remove_member(actor: User, group: Group, member: User) -> None:
+    _allow(permissions.can_remove_member(actor, group, member), permissions.can_read_group(actor, group),
+           "Only the group's owner can remove members.")
     with transaction.atomic():
         if member.id == group.owner_id:
             raise ActionError("Cannot remove group owner from the group.")
         seq = _bump_membership(group)
         deleted, _ = GroupMember.objects.filter(group=group, user=member).delete()
         if not deleted:
-            raise ActionError(f"User {member.id} is not a member of group {group.id}.")
+            raise NoSuchUser()
         MembershipSpan.objects.filter(group=group, user=member, left_seq__isnull=True).update(left_seq=seq)
         _group_event("remove", "group_member", member.id, member.email, group, actor, member.email, seq)
 
 
+def _already_shared(graph: Graph, group: Group) -> Conflict:
+    return Conflict(f"Graph {graph.id} is already shared with group {group.id}.")
+
+
 def share_graph(actor: User, group: Group, graph: Graph) -> GroupGraph:
-    with transaction.atomic():
+    if not permissions.can_read_group(actor, group):
+        raise NotFound("No such group.")
+    _allow(permissions.can_share_graph(actor, graph), permissions.can_read_graph(actor, graph),
+           _GRAPH_REFUSAL["share"])
+    with _unique("group_graph_unique", lambda: _already_shared(graph, group)), transaction.atomic():
         if GroupGraph.objects.filter(group=group, graph=graph).exists():
-            raise ActionError(f"Graph {graph.id} is already shared with group {group.id}.")
+            raise _already_shared(graph, group)
         shared = GroupGraph.objects.create(group=group, graph=graph)
         _group_event("share", "graph", graph.id, graph.name, group, actor)
     return shared
 
 
 def unshare_graph(actor: User, group: Group, graph: Graph) -> None:
+    if not permissions.can_read_group(actor, group):
+        raise NotFound("No such group.")
+    _allow(permissions.can_unshare_graph(actor, graph, group), True,
+           "Only the graph's owner or the group's owner can unshare it.")
     with transaction.atomic():
         deleted, _ = GroupGraph.objects.filter(group=group, graph=graph).delete()
         if not deleted:

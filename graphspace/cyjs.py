@@ -54,7 +54,7 @@ def normalise_graph_json(graph_json: Any, *, name: str, tags: list[str]) -> dict
         for end in (source, target):
             if end is None or str(end) not in ids:
                 raise GraphFormatError(f"Edge end '{end}' is not a node of the graph.")
-        base = data.get("name") or f"{source}-{target}"
+        base = str(data.get("name") or f"{source}-{target}")
         count = edge_names.get(base, 0)
         edge_names[base] = count + 1
         data["name"] = base if count == 0 else f"{base}-{count}"
@@ -98,7 +98,7 @@ def _check_props(props: dict[str, Any]) -> None:
         "mid-target-arrow-shape": ARROW_SHAPES,
     }
     for prop, allowed in checks.items():
-        if prop in props and props[prop] not in allowed:
+        if prop in props and (not isinstance(props[prop], str) or props[prop] not in allowed):
             raise GraphFormatError(f"'{props[prop]}' is not a valid value for {prop}.")
     for prop, value in props.items():
         if isinstance(value, str) and value.startswith("#") and "color" in prop and not _HEX.match(value):

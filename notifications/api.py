@@ -11,8 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 
-from graphspace.api import errors
-from graphspace.api.http import body
+from graphspace.api import errors, schemas
 from graphspace.models import Group, User
 from notifications import marking, queries
 from notifications.broadcast import push_count
@@ -31,7 +30,7 @@ def _params(request: HttpRequest) -> dict[str, Any]:
     """Filters come from the query string, and for POSTs also from the body."""
     params: dict[str, Any] = dict(request.GET.items())
     if request.method in ("POST", "PUT"):
-        params.update(body(request))
+        params.update(schemas.raw_body(request))
     return params
 
 
@@ -128,12 +127,7 @@ def get_settings(request: HttpRequest, user: User) -> Answer:
 
 
 def put_settings(request: HttpRequest, user: User) -> Answer:
-    data = body(request)
-    value = data.get("receive_notification_email")
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        value = value.lower() in ("true", "1")
-    if not isinstance(value, bool):
-        raise errors.bad_request("receive_notification_email must be true or false.")
+    value = schemas.body(request, schemas.NotificationSettings).receive_notification_email
     # A set, never a toggle: sending the same value twice changes nothing.
     User.objects.filter(pk=user.pk).update(receive_notification_email=value)
     return 200, {"receive_notification_email": value}

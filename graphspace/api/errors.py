@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
+from graphspace import actions
+
 ERROR_DETAILS = "http://manual.graphspace.org/en/latest/Programmers_Guide.html#error-codes"
 
 USER_ALREADY_EXISTS = 1000
@@ -64,3 +66,17 @@ def error_response(request: HttpRequest, error: ApiError) -> JsonResponse:
         },
         status=error.status,
     )
+
+
+def from_action(error: actions.DomainError) -> ApiError:
+    """A domain error of graphspace.actions as GraphSpace answers it (api.md 1.2): no 404s
+    (a missing resource is a forbidden one), a conflict or a bad value is a 400."""
+    if isinstance(error, actions.NotFound | actions.Forbidden):
+        return not_authorized()
+    if isinstance(error, actions.AlreadyMember):
+        return bad_request(str(error), USER_ALREADY_EXISTS)
+    if isinstance(error, actions.LayoutNameTaken):
+        return bad_request(str(error), LAYOUT_NAME_ALREADY_EXISTS)
+    if isinstance(error, actions.NameTooLong) and error.resource == "graph":
+        return bad_request(str(error), GRAPH_NAME_SIZE)
+    return bad_request(str(error))

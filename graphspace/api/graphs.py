@@ -9,11 +9,9 @@ from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 
-from graphspace import actions
-from graphspace.api import errors, serializers
-from graphspace.api.http import as_int, body, query_flag, query_int, query_list
-from graphspace.models import Graph, Layout, User
-from graphspace.permissions import can_read_graph, can_read_layout
+from graphspace import actions, permissions
+from graphspace.api import errors, schemas, serializers
+from graphspace.models import Graph, User
 
 Answer = tuple[int, Any]
 
@@ -23,10 +21,20 @@ LAYOUT_SORTS = {"name": "name", "update_at": "updated_at", "updated_at": "update
 
 def like_regex(pattern: str) -> str:
     """GraphSpace matches with ILIKE: `%` and `_` are wildcards, the rest is literal."""
-    out = []
+    out: list[str] = []
     for char in pattern:
-        out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+        if char == "%":
+            if out[-1:] != [".*"]:  # %% is %: PostgreSQL finds a long run of .* too complex
+                out.append(".*")
+        else:
+            out.append("." if char == "_" else re.escape(char))
     return "^" + "".join(out) + "$"
+
+
+def like_pattern(text: str) -> str:
+    """An ILIKE pattern with GraphSpace's wildcards, % and _, and a backslash taken as itself
+    (ILIKE's escape character: a pattern ending in one is an error in PostgreSQL)."""
+    return text.replace("\\", "\\\\")
 
 
 # A node matches by name or label; an edge "u:v" matches in either direction by its ends'
@@ -49,11 +57,13 @@ def name_or_elements(names: list[str], nodes: list[str], edges: list[str]) -> Q 
         by_name |= Q(name__iregex=like_regex(name))
     by_elements = Q()
     for node in nodes:
+        node = like_pattern(node)
         by_elements &= Q(RawSQL(NODE_SQL, [node, node], output_field=BooleanField()))
     for edge in edges:
         source, sep, target = edge.partition(":")
         if not sep or not source or not target:
             raise errors.bad_request(f"An edge is written source:target, not {edge!r}.")
+        source, target = like_pattern(source), like_pattern(target)
         by_elements &= Q(RawSQL(EDGE_SQL, [source, target, target, source], output_field=BooleanField()))
     if names and (nodes or edges):
         return by_name | by_elements
@@ -64,42 +74,35 @@ def name_or_elements(names: list[str], nodes: list[str], edges: list[str]) -> Q 
     return None
 
 
-def _ordered(qs: QuerySet[Any], request: HttpRequest, allowed: dict[str, str], default: str) -> QuerySet[Any]:
-    sort = allowed.get(request.GET.get("sort") or default)
+def _ordered(qs: QuerySet[Any], page: schemas.Page, allowed: dict[str, str], default: str) -> QuerySet[Any]:
+    sort = allowed.get(page.sort or default)
     if sort is None:
-        raise errors.bad_request(f"Cannot sort by {request.GET.get('sort')}.")
-    order = (request.GET.get("order") or "desc").lower()
-    prefix = "" if order == "asc" else "-"
+        raise errors.bad_request(f"Cannot sort by {page.sort}.")
+    prefix = "" if (page.order or "desc").lower() == "asc" else "-"
     return qs.order_by(prefix + sort, prefix + "id")
 
 
-def _page(qs: QuerySet[Any], request: HttpRequest) -> tuple[int, list[Any]]:
-    limit = query_int(request, "limit", 20)
-    offset = query_int(request, "offset", 0)
-    total = qs.count()
-    return total, list(qs[offset : offset + limit])
+def _page(qs: QuerySet[Any], page: schemas.Page) -> tuple[int, list[Any]]:
+    return qs.count(), list(qs[page.offset : page.offset + page.limit])
 
 
-def get_graph_or_403(user: User, graph_id: int) -> Graph:
-    graph = Graph.objects.select_related("owner").filter(pk=graph_id).first()
-    if graph is None or not can_read_graph(user, graph):
-        raise errors.not_authorized()
-    return graph
+def query_flag(value: str | None) -> bool | None:
+    """A flag in a query string: 1, true or yes; anything else given is false."""
+    if value is None:
+        return None
+    return value.lower() in ("1", "true", "yes")
 
 
-def _owned_graph_or_403(user: User, graph_id: int) -> Graph:
-    graph = Graph.objects.select_related("owner").filter(pk=graph_id).first()
-    if graph is None or not (graph.owner_id == user.id or user.is_admin):
-        raise errors.not_authorized()
-    return graph
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value else None
 
 
 # --- /api/v1/graphs/ -------------------------------------------------------------------
 
 def list_graphs(request: HttpRequest, user: User) -> Answer:
-    owner_email = (request.GET.get("owner_email") or "").lower() or None
-    member_email = (request.GET.get("member_email") or "").lower() or None
-    is_public = query_flag(request, "is_public")
+    q = schemas.query(request, schemas.GraphQuery)
+    owner_email, member_email = _lower(q.owner_email), _lower(q.member_email)
+    is_public = query_flag(q.is_public)
     if not user.is_admin:
         if owner_email is None and member_email is None and not is_public:
             raise errors.bad_request(
@@ -123,37 +126,31 @@ def list_graphs(request: HttpRequest, user: User) -> Answer:
         qs = qs.filter(shared_groups__groupmember__user__email=member_email)
     if is_public is not None:
         qs = qs.filter(is_public=is_public)
-    match = name_or_elements(query_list(request, "names"), query_list(request, "nodes"), query_list(request, "edges"))
+    match = name_or_elements(q.names, q.nodes, q.edges)
     if match is not None:
         qs = qs.filter(match)
-    for tag in query_list(request, "tags"):
+    for tag in q.tags:
         qs = qs.filter(tags__contains=[tag])
     qs = qs.distinct()
     sorts = {s: ("owner__email" if s == "owner_email" else s) for s in GRAPH_SORTS}
-    total, graphs = _page(_ordered(qs, request, sorts, "name"), request)
+    total, graphs = _page(_ordered(qs, q, sorts, "name"), q)
     return 200, {"total": total, "graphs": [serializers.graph_summary(g) for g in graphs]}
 
 
 def create_graph(request: HttpRequest, user: User) -> Answer:
-    data = body(request)
-    owner_email = (data.get("owner_email") or user.email).lower()
-    if owner_email != user.email:
+    data = schemas.body(request, schemas.GraphCreate)
+    if (data.owner_email or user.email).lower() != user.email:
         raise errors.bad_request(
             "Cannot create graph with owner email other than the requesting user.",
             errors.CANNOT_CREATE_GRAPH_FOR_OTHER_USER,
         )
-    name = data.get("name")
-    if not name:
+    if not data.name:
         raise errors.bad_request("name is required.")
-    if data.get("graph_json") is None:
+    if data.graph_json is None:
         raise errors.bad_request("graph_json is required.")
     graph = actions.upload_graph(
-        user,
-        name=str(name),
-        graph_json=data["graph_json"],
-        style_json=data.get("style_json"),
-        tags=data.get("tags") or [],
-        is_public=bool(int(data.get("is_public") or 0)),
+        user, name=data.name, graph_json=data.graph_json, style_json=data.style_json,
+        tags=data.tags, is_public=bool(data.is_public),
     )
     return 201, serializers.graph_full(graph)
 
@@ -161,94 +158,82 @@ def create_graph(request: HttpRequest, user: User) -> Answer:
 # --- /api/v1/graphs/<id> ---------------------------------------------------------------
 
 def get_graph(request: HttpRequest, user: User, graph_id: int) -> Answer:
-    return 200, serializers.graph_full(get_graph_or_403(user, graph_id))
+    return 200, serializers.graph_full(actions.find_graph(user, graph_id))
 
 
 def update_graph(request: HttpRequest, user: User, graph_id: int) -> Answer:
-    graph = _owned_graph_or_403(user, graph_id)
-    data = body(request)
-    graph = actions.update_graph(user, graph, data)
+    graph = actions.find_graph(user, graph_id, "edit")
+    data = schemas.body(request, schemas.GraphUpdate)
+    graph = actions.update_graph(
+        user, graph, name=data.name, is_public=data.is_public, graph_json=data.graph_json,
+        style_json=data.style_json,
+        default_layout_id=data.default_layout_id if "default_layout_id" in data.model_fields_set else actions.UNSET,
+    )
     return 200, serializers.graph_full(graph)
 
 
 def delete_graph(request: HttpRequest, user: User, graph_id: int) -> Answer:
-    graph = Graph.objects.select_related("owner").filter(pk=graph_id).first()
-    if graph is None or graph.owner_id != user.id:
-        raise errors.not_authorized()
-    actions.delete_graph(user, graph)
+    actions.delete_graph(user, actions.find_graph(user, graph_id, "delete"))
     return 200, {"message": f"Successfully deleted graph with id={graph_id}"}
 
 
 # --- /api/v1/graphs/<id>/layouts/ ------------------------------------------------------
 
 def list_layouts(request: HttpRequest, user: User, graph_id: int) -> Answer:
-    graph = get_graph_or_403(user, graph_id)
-    owner_email = (request.GET.get("owner_email") or "").lower() or None
-    is_shared = query_flag(request, "is_shared")
+    graph = actions.find_graph(user, graph_id)
+    q = schemas.query(request, schemas.LayoutQuery)
+    owner_email = _lower(q.owner_email)
+    is_shared = query_flag(q.is_shared)
     if not user.is_admin and owner_email != user.email and not is_shared:
         raise errors.bad_request(
             "User is not authorized to access layouts which are not shared.",
             errors.NOT_ALLOWED_LAYOUT_ACCESS,
         )
-    qs = Layout.objects.select_related("owner").filter(graph=graph)
+    qs = permissions.visible_layouts(user, graph).select_related("owner")
     if owner_email:
         qs = qs.filter(owner__email=owner_email)
     if is_shared is not None:
         qs = qs.filter(is_shared=is_shared)
-    name = request.GET.get("name")
-    if name:
-        qs = qs.filter(name__iregex=like_regex(name))
-    total, layouts = _page(_ordered(qs, request, LAYOUT_SORTS, "name"), request)
+    if q.name:
+        qs = qs.filter(name__iregex=like_regex(q.name))
+    total, layouts = _page(_ordered(qs, q, LAYOUT_SORTS, "name"), q)
     return 200, {"total": total, "layouts": [serializers.layout(item) for item in layouts]}
 
 
 def create_layout(request: HttpRequest, user: User, graph_id: int) -> Answer:
-    data = body(request)
-    owner_email = (data.get("owner_email") or user.email).lower()
-    if owner_email != user.email:
+    data = schemas.body(request, schemas.LayoutCreate)
+    if (data.owner_email or user.email).lower() != user.email:
         raise errors.bad_request(
             "Cannot create layout with owner email other than the requesting user.",
             errors.CANNOT_CREATE_LAYOUT_FOR_OTHER_USER,
         )
     # GraphSpace takes the graph from the body (the client sends it); the URL's is the default.
-    graph = get_graph_or_403(user, as_int(data.get("graph_id") or graph_id, "graph_id"))
-    name = data.get("name")
-    if not name:
+    graph = actions.find_graph(user, data.graph_id or graph_id, "add_layout")
+    if not data.name:
         raise errors.bad_request("name is required.")
     layout = actions.create_layout(
-        user,
-        graph,
-        name=str(name),
-        positions_json=data.get("positions_json"),
-        style_json=data.get("style_json"),
-        is_shared=bool(int(data.get("is_shared") or 0)),
+        user, graph, name=data.name, positions_json=data.positions_json, style_json=data.style_json,
+        is_shared=bool(data.is_shared),
     )
     return 201, serializers.layout(layout)
 
 
 # --- /api/v1/graphs/<id>/layouts/<id> --------------------------------------------------
 
-def _layout_or_403(user: User, layout_id: int, *, owner_only: bool) -> Layout:
-    layout = Layout.objects.select_related("owner", "graph").filter(pk=layout_id).first()
-    if layout is None:
-        raise errors.not_authorized()
-    allowed = layout.owner_id == user.id if owner_only else can_read_layout(user, layout)
-    if not allowed:
-        raise errors.not_authorized()
-    return layout
-
-
 def get_layout(request: HttpRequest, user: User, graph_id: int, layout_id: int) -> Answer:
-    return 200, serializers.layout(_layout_or_403(user, layout_id, owner_only=False))
+    return 200, serializers.layout(actions.find_layout(user, graph_id, layout_id))
 
 
 def update_layout(request: HttpRequest, user: User, graph_id: int, layout_id: int) -> Answer:
-    layout = _layout_or_403(user, layout_id, owner_only=True)
-    layout = actions.update_layout(user, layout, body(request))
+    layout = actions.find_layout(user, graph_id, layout_id, "edit")
+    data = schemas.body(request, schemas.LayoutUpdate)
+    layout = actions.update_layout(
+        user, layout, name=data.name, positions_json=data.positions_json, style_json=data.style_json,
+        is_shared=data.is_shared,
+    )
     return 200, serializers.layout(layout)
 
 
 def delete_layout(request: HttpRequest, user: User, graph_id: int, layout_id: int) -> Answer:
-    layout = _layout_or_403(user, layout_id, owner_only=True)
-    actions.delete_layout(user, layout)
+    actions.delete_layout(user, actions.find_layout(user, graph_id, layout_id, "edit"))
     return 200, {"message": f"Successfully deleted layout with id={layout_id}"}
