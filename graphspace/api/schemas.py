@@ -59,7 +59,10 @@ def _flag(value: Any) -> Any:
     """GraphSpace's 0/1 flags: bool(int(value)), refusing what is not an integer."""
     if value in (None, ""):
         return None
-    number = _integer(value)
+    try:
+        number = _integer(value)
+    except ValueError:
+        number = None
     if not isinstance(number, int):
         raise ValueError("must be 0 or 1")
     return bool(number)

@@ -167,3 +167,52 @@ def test_a_failed_action_changes_nothing(people: People) -> None:
     from graphspace.models import Graph
 
     assert not Graph.objects.exists()
+
+
+def test_adding_members_by_id_reveals_no_email(api: dict[str, Api], people: People) -> None:
+    """Carol adds ids 1..N to her own group: every id of a user she does not already know
+    (who shares no group with her) gets the answer an unknown id gets, and her member list
+    and the errors show no new email."""
+    from graphspace.models import User
+
+    carol = api["carol"]
+    dave = User.objects.create_user("dave@example.com", "x")
+    group = carol.call("POST", "groups/", {"name": "Carols"}, form=True, expect=201)
+    answers = {}
+    for user_id in range(1, dave.id + 5):
+        body = carol.call("POST", f"groups/{group['id']}/members", {"member_id": user_id}, form=True, expect=400)
+        answers[user_id] = (body["error_code"], body["error_message"])
+    strangers = {people.alice.id, people.bob.id, dave.id}
+    assert {answers[i] for i in strangers} == {(1002, "User does not exist.")}
+    assert answers[dave.id + 3] == answers[dave.id]  # an id nobody has: the same answer
+    # Carol herself: she knows her own email.
+    assert answers[people.carol.id] == (1000, "User with `carol@example.com` email id already exists!")
+    listed = carol.call("GET", f"groups/{group['id']}/members")
+    assert [m["email"] for m in listed["members"]] == ["carol@example.com"]
+    # Once bob shares a group with her, she knows his email and may name him by id.
+    lab = api["alice"].call("POST", "groups/", {"name": "Lab"}, form=True, expect=201)
+    for email in ("bob@example.com", "carol@example.com"):
+        api["alice"].call("POST", f"groups/{lab['id']}/members", {"member_email": email}, form=True, expect=201)
+    carol.call("POST", f"groups/{group['id']}/members", {"member_id": people.bob.id}, form=True, expect=201)
+    # By email anyone may be added, as in GraphSpace: the caller typed the address.
+    carol.call("POST", f"groups/{group['id']}/members", {"member_email": "dave@example.com"}, form=True, expect=201)
+
+
+def test_a_layout_is_found_only_under_its_own_graph(api: dict[str, Api]) -> None:
+    """One rule for the API and the pages: the graph in the URL must be the layout's."""
+    alice = api["alice"]
+    graph = alice.call("POST", "graphs/", {"name": "G", "graph_json": GRAPH}, expect=201)
+    other = alice.call("POST", "graphs/", {"name": "H", "graph_json": GRAPH}, expect=201)
+    layout = alice.call("POST", f"graphs/{graph['id']}/layouts/", {"name": "L"}, expect=201)
+    assert alice.call("GET", f"graphs/{graph['id']}/layouts/{layout['id']}")["id"] == layout["id"]
+    error(alice, "GET", f"graphs/{other['id']}/layouts/{layout['id']}", 403, 1004)
+    error(alice, "PUT", f"graphs/{other['id']}/layouts/{layout['id']}", 403, 1004, {"name": "M"})
+    error(alice, "DELETE", f"graphs/{other['id']}/layouts/{layout['id']}", 403, 1004)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"name": "G", "graph_json": GRAPH, "is_public": "yes"}, "is_public must be 0 or 1."),
+    ({"name": "G", "graph_json": GRAPH, "tags": "bio"}, "tags must be a list of strings."),
+])
+def test_a_bad_value_is_named_in_the_error(api: dict[str, Api], body: dict[str, Any], message: str) -> None:
+    assert error(api["alice"], "POST", "graphs/", 400, 1002, body)["error_message"] == message
