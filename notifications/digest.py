@@ -1,23 +1,27 @@
 """The daily digest: who gets one, what is in it, and sending it exactly once per period.
 
 The rules are pure functions of plain data (`Item` rows in, `Contents` and text out).
-`send_digest()` does the I/O for one user, in this order:
+`send_chunk()` does the I/O for a chunk of users (`CHUNK_SIZE`), in a fixed number of queries:
 
-1. claim the user's `Digest` row for the period: INSERT ... ON CONFLICT under the unique
-   (user, period) key, so of two runs or two workers only one goes on;
-2. read the user's unread, not yet emailed notifications and build the email;
-3. hand it to the mail server (notifications/email.py returns once the server accepted it);
-4. in one transaction, mark exactly the notifications the email listed as emailed
-   (`... WHERE is_email_sent = false`) and the row as sent.
+1. claim the users' `Digest` rows for the period: one INSERT ... SELECT ... ON CONFLICT under
+   the unique (user, period) key, so of two runs or two workers only one goes on per user;
+2. read their unread, not yet emailed notifications (one query per table) and unread counts;
+3. hand each email to the mail server over one SMTP session (notifications/email.py returns
+   once the server accepted it); a refusal fails that user alone;
+4. in one transaction, mark exactly the notifications the accepted emails listed as emailed
+   (`... WHERE is_email_sent = false`), those digests as sent, and give the other claims back.
 
-A worker that dies between 3 and 4 leaves the row "sending" with nothing marked; once the
-claim's lease has run out a retry claims it again and sends again. So a digest is delivered
-at least once, and twice only when a worker dies inside that window (docs/digest.md).
+A worker that dies between 3 and 4 leaves the chunk's claims "sending" with nothing marked;
+once the claims' lease has run out a retry claims them again and sends again. So a digest is
+delivered at least once, and twice only to the users whose emails the server had accepted
+in the chunk the worker died in (docs/digest.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,13 +40,19 @@ from django.utils import timezone
 from graphspace.models import User
 from notifications import email
 from notifications.models import Digest, GroupNotification, OwnerNotification
-from notifications.queries import unread_count
+from notifications.queries import unread_counts
 from notifications.wording import cluster_text, item_text, name_preview
 
 log = logging.getLogger(__name__)
 
 UNSUBSCRIBE_SALT = "notifications.digest.unsubscribe"
 UNSUBSCRIBE_PURPOSE = "digest-unsubscribe"
+# Users per chunk: claimed, read and recorded together, over one SMTP session. It bounds
+# what a worker dying mid-chunk can make go twice (docs/digest.md has the measurements).
+CHUNK_SIZE = 100
+# Seconds of sending per chunk before the rest is given back for a retry: well inside the
+# digest task's soft time limit (120 s, tasks/base.py), so no chunk is killed half-way.
+CHUNK_SECONDS = 60.0
 
 
 # --- The rules -------------------------------------------------------------------------
@@ -61,6 +71,12 @@ class Item:
     occurred_at: datetime
     cluster_id: int | None
     group_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: int
+    email: str
 
 
 @dataclass(frozen=True)
@@ -160,11 +176,11 @@ def unsubscribe_url(user_id: int) -> str:
     return absolute(reverse("digest-unsubscribe", args=[unsubscribe_token(user_id)]))
 
 
-def render(recipient: str, user_id: int, contents: Contents, unread: int) -> email.Mail:
+def render(recipient: Recipient, contents: Contents, unread: int) -> email.Mail:
     """The email: a plain-text and an HTML part from the same context."""
-    unsubscribe = unsubscribe_url(user_id)
+    unsubscribe = unsubscribe_url(recipient.user_id)
     context = {
-        "recipient": recipient,
+        "recipient": recipient.email,
         "unread": unread,
         "new": contents.new,
         "lines": contents.lines,
@@ -174,7 +190,7 @@ def render(recipient: str, user_id: int, contents: Contents, unread: int) -> ema
         "site_url": settings.SITE_URL.rstrip("/"),
     }
     return email.Mail(
-        to=recipient,
+        to=recipient.email,
         subject=subject(unread),
         text=render_to_string("notifications/email/digest.txt", context),
         html=render_to_string("notifications/email/digest.html", context),
@@ -217,29 +233,27 @@ def due_user_ids(period: date, after: int = 0, limit: int | None = None) -> list
     return list(qs[:limit] if limit else qs)
 
 
-def due_user_id_chunks(period: date, size: int = 500) -> Iterator[list[int]]:
+def due_user_id_chunks(period: date, size: int) -> Iterator[list[int]]:
     after = 0
     while chunk := due_user_ids(period, after=after, limit=size):
         yield chunk
         after = chunk[-1]
 
 
-def pending_items(recipient: str) -> list[Item]:
-    """The user's unread, not yet emailed notifications: one query per table."""
+def pending_items(recipients: Sequence[str]) -> dict[str, list[Item]]:
+    """Each recipient's unread, not yet emailed notifications: one query per table for all
+    of them (each an `IN` probe of the table's partial unread index)."""
     fields = ("id", "type", "resource", "resource_name", "resource_id", "actor_email", "occurred_at", "cluster_id")
-    items = [
-        Item("owner", pk, type_, resource, name or str(rid), actor, at, cluster)
-        for pk, type_, resource, name, rid, actor, at, cluster in OwnerNotification.objects.filter(
-            _pending(OwnerNotification, recipient)
-        ).values_list(*fields)
-    ]
-    items += [
-        Item("group", pk, type_, resource, name or str(rid), actor, at, cluster, group)
-        for pk, type_, resource, name, rid, actor, at, cluster, group in GroupNotification.objects.filter(
-            _pending(GroupNotification, recipient)
-        ).values_list(*fields, "group__name")
-    ]
-    return items
+    found: dict[str, list[Item]] = {r: [] for r in recipients}
+    for owner, pk, type_, resource, name, rid, actor, at, cluster in OwnerNotification.objects.filter(
+        owner__in=recipients, is_read=False, is_email_sent=False,
+    ).values_list("owner_id", *fields):
+        found[owner].append(Item("owner", pk, type_, resource, name or str(rid), actor, at, cluster))
+    for member, pk, type_, resource, name, rid, actor, at, cluster, group in GroupNotification.objects.filter(
+        member__in=recipients, is_read=False, is_email_sent=False,
+    ).values_list("member_id", *fields, "group__name"):
+        found[member].append(Item("group", pk, type_, resource, name or str(rid), actor, at, cluster, group))
+    return found
 
 
 # --- Sending, once ---------------------------------------------------------------------
@@ -251,6 +265,7 @@ class Outcome(StrEnum):
     IN_FLIGHT = "in flight"  # another worker holds the claim (or died holding it)
     NOTHING_NEW = "nothing new"
     OPTED_OUT = "opted out"
+    FAILED = "failed"  # not sent; `error` says why and whether a retry can help
 
 
 @dataclass(frozen=True)
@@ -259,111 +274,253 @@ class Result:
     listed: int = 0
     # For IN_FLIGHT: seconds until the claim's lease runs out.
     retry_in: float = 0.0
+    # For FAILED: a TransportError (the mail server refused, or was not reached), or the bug.
+    error: Exception | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return isinstance(self.error, email.TransportError) and not self.error.permanent
 
 
 @dataclass(frozen=True)
 class Claim:
     id: int
     attempt: int
+    recipient: Recipient
 
 
+_DIGEST = Digest._meta.db_table
+_USER = User._meta.db_table
+
+# The users are inserted in id order, so two runs claiming overlapping chunks take the rows'
+# locks in the same order and never deadlock. Users who opted out (or were deactivated) are
+# not claimed: they get no row at all.
 _CLAIM_SQL = f"""
-INSERT INTO "{Digest._meta.db_table}" (user_id, period, status, attempts, claimed_at, notification_count, error)
-VALUES (%(user)s, %(period)s, '{Digest.SENDING}', 1, %(now)s, 0, '')
-ON CONFLICT (user_id, period) DO UPDATE
-   SET status = '{Digest.SENDING}', attempts = "{Digest._meta.db_table}".attempts + 1,
-       claimed_at = EXCLUDED.claimed_at, error = ''
- WHERE "{Digest._meta.db_table}".status IN ('{Digest.FAILED}', '{Digest.EMPTY}')
-    OR ("{Digest._meta.db_table}".status = '{Digest.SENDING}' AND "{Digest._meta.db_table}".claimed_at < %(expired)s)
-RETURNING id, attempts
+WITH claimed AS (
+    INSERT INTO "{_DIGEST}" AS d (user_id, period, status, attempts, claimed_at, notification_count, error)
+    SELECT u.id, %(period)s, '{Digest.SENDING}', 1, %(now)s, 0, ''
+      FROM "{_USER}" u
+     WHERE u.id = ANY(%(users)s::bigint[]) AND u.receive_notification_email AND u.is_active
+     ORDER BY u.id
+    ON CONFLICT (user_id, period) DO UPDATE
+       SET status = '{Digest.SENDING}', attempts = d.attempts + 1, claimed_at = EXCLUDED.claimed_at, error = ''
+     WHERE d.status IN ('{Digest.FAILED}', '{Digest.EMPTY}')
+        OR (d.status = '{Digest.SENDING}' AND d.claimed_at < %(expired)s)
+    RETURNING d.id, d.attempts, d.user_id
+)
+SELECT c.id, c.attempts, u.id, u.email
+  FROM claimed c JOIN "{_USER}" u ON u.id = c.user_id
+ ORDER BY u.id
 """
 
 
-def claim(user_id: int, period: date, now: datetime) -> Claim | None:
-    """Take the (user, period) row, or None if it is sent or another live claim holds it.
+def claim(user_ids: Sequence[int], period: date, now: datetime) -> list[Claim]:
+    """Take the (user, period) rows of those of `user_ids` who are opted in and whose digest
+    is neither sent nor claimed by someone else, in one statement (committed at once).
 
-    One statement under the unique key: of two concurrent claimers the second waits for the
-    first's row, then finds it "sending" and gets nothing back. A failed or empty attempt,
-    or a claim whose lease ran out, is taken over.
+    Of two concurrent claimers of one user, the second waits for the first's row, then finds
+    it "sending" and does not get it. A failed or empty attempt, or a claim whose lease ran
+    out, is taken over (`attempts` + 1: the old claimer's late writes then change nothing).
     """
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, {"user": user_id, "period": period, "now": now, "expired": now - lease()})
-        row = cursor.fetchone()
-    return Claim(row[0], row[1]) if row else None
+        cursor.execute(_CLAIM_SQL, {"users": sorted(set(user_ids)), "period": period, "now": now,
+                                    "expired": now - lease()})
+        return [Claim(pk, attempt, Recipient(user_id, address)) for pk, attempt, user_id, address in cursor.fetchall()]
 
 
-def _not_claimed(user_id: int, period: date, now: datetime) -> Result:
-    found = Digest.objects.filter(user_id=user_id, period=period).values_list("status", "claimed_at").first()
-    if found and found[0] == Digest.SENT:
-        return Result(Outcome.ALREADY_SENT)
-    expires = found[1] + lease() if found else now
-    return Result(Outcome.IN_FLIGHT, retry_in=max((expires - now).total_seconds(), 1.0))
+def _not_claimed(user_ids: Sequence[int], period: date, now: datetime) -> dict[int, Result]:
+    """Why each of `user_ids` was not claimed, in one query."""
+    rows = {user: (status, at) for user, status, at in Digest.objects.filter(
+        user_id__in=user_ids, period=period).values_list("user_id", "status", "claimed_at")}
+    results = {}
+    for user_id in user_ids:
+        status, claimed_at = rows.get(user_id, (None, None))
+        if status == Digest.SENT:
+            results[user_id] = Result(Outcome.ALREADY_SENT)
+        elif status == Digest.SENDING and claimed_at is not None and claimed_at + lease() > now:
+            results[user_id] = Result(Outcome.IN_FLIGHT, retry_in=max((claimed_at + lease() - now).total_seconds(), 1.0))
+        else:
+            # No row, or one the claim would have taken over: the user is not (or no longer)
+            # opted in, is inactive, or does not exist.
+            results[user_id] = Result(Outcome.OPTED_OUT)
+    return results
 
 
-def _finish(c: Claim, status: str, *, error: str = "") -> None:
-    # Conditional on the attempt: a worker whose claim was taken over changes nothing.
-    Digest.objects.filter(id=c.id, attempts=c.attempt, status=Digest.SENDING).update(status=status, error=error[:2000])
+@dataclass(frozen=True)
+class Accepted:
+    """An email the mail server accepted, and what it listed."""
+
+    claim: Claim
+    contents: Contents
 
 
-def mark_sent(c: Claim, contents: Contents, now: datetime) -> None:
-    """Mark exactly what the email listed, and the digest sent, together or not at all."""
-    with transaction.atomic():
-        for model, topic in ((OwnerNotification, "owner"), (GroupNotification, "group")):
-            ids = contents.ids(topic)
-            if ids:
-                model.objects.filter(id__in=ids, is_email_sent=False).update(is_email_sent=True, emailed_at=now)
-        Digest.objects.filter(id=c.id, attempts=c.attempt).update(
-            status=Digest.SENT, sent_at=now, notification_count=len(contents.listed), error="",
-        )
+@dataclass(frozen=True)
+class Unsent:
+    """A claim that ends without an email: `status` is Digest.FAILED or Digest.EMPTY."""
+
+    claim: Claim
+    status: str
+    error: str = ""
+
+
+_SENT_SQL = f"""
+UPDATE "{_DIGEST}" AS d
+   SET status = '{Digest.SENT}', sent_at = %(now)s, notification_count = v.listed, error = ''
+  FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(listed)s::int[]) AS v(id, attempt, listed)
+ WHERE d.id = v.id AND d.attempts = v.attempt AND d.status = '{Digest.SENDING}'
+RETURNING d.id
+"""
+
+_UNSENT_SQL = f"""
+UPDATE "{_DIGEST}" AS d
+   SET status = v.status, error = v.error
+  FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[], %(errors)s::text[])
+       AS v(id, attempt, status, error)
+ WHERE d.id = v.id AND d.attempts = v.attempt AND d.status = '{Digest.SENDING}'
+"""
+
+
+def record(accepted: Sequence[Accepted], unsent: Sequence[Unsent], now: datetime) -> set[int]:
+    """In one transaction: the accepted emails' digests become "sent" and exactly the
+    notifications they listed are marked emailed; the others' claims are given back (failed
+    or empty). Three statements and the notifications' two, however many users.
+
+    Every write is conditional on the attempt the worker claimed: a worker whose claim was
+    taken over (its lease ran out) changes nothing, and the notifications stay for the
+    worker that took it over. Returns the claim ids recorded as sent.
+    """
+    held: set[int] = set()
+    if not accepted and not unsent:
+        return held
+    with transaction.atomic(), connection.cursor() as cursor:
+        if accepted:
+            cursor.execute(_SENT_SQL, {
+                "now": now, "ids": [a.claim.id for a in accepted], "attempts": [a.claim.attempt for a in accepted],
+                "listed": [len(a.contents.listed) for a in accepted],
+            })
+            held = {row[0] for row in cursor.fetchall()}
+            for model, topic in ((OwnerNotification, "owner"), (GroupNotification, "group")):
+                ids = [pk for a in accepted if a.claim.id in held for pk in a.contents.ids(topic)]
+                if ids:
+                    model.objects.filter(id__in=ids, is_email_sent=False).update(is_email_sent=True, emailed_at=now)
+        if unsent:
+            cursor.execute(_UNSENT_SQL, {
+                "ids": [u.claim.id for u in unsent], "attempts": [u.claim.attempt for u in unsent],
+                "statuses": [u.status for u in unsent], "errors": [u.error[:2000] for u in unsent],
+            })
+    return held
+
+
+class _OutOfTime(email.TransportError):
+    def __init__(self) -> None:
+        super().__init__("not sent: the chunk ran out of time; a retry sends it", permanent=False)
+
+
+def send_chunk(user_ids: Sequence[int], period: date, connection: BaseEmailBackend | None = None,
+               time_budget: float = CHUNK_SECONDS) -> dict[int, Result]:
+    """Send each of `user_ids` their digest for `period`, unless it was sent or someone is
+    sending it, over one SMTP session; a fixed number of queries whatever the number of users.
+
+    1. claim the users' rows (one statement, committed at once);
+    2. read their unread, not yet emailed notifications and their unread counts (three queries);
+    3. hand each email to the mail server, one after another; a refusal fails that user alone;
+    4. record, in one transaction, the accepted emails as sent with what they listed, and
+       give the other claims back.
+
+    The emails accepted before 4 commits are recorded by nobody: if the worker dies in
+    between, they are sent again once the claims' lease runs out (at least once,
+    docs/digest.md). An exception that stops the loop still records what was accepted.
+    After `time_budget` seconds of sending, the rest are given back as failed (transient):
+    the task never reaches its hard time limit, where it would be killed mid-chunk.
+    """
+    now = timezone.now()
+    claims = claim(user_ids, period, now)
+    claimed = {c.recipient.user_id for c in claims}
+    others = [u for u in dict.fromkeys(user_ids) if u not in claimed]
+    results = _not_claimed(others, period, now) if others else {}
+    if not claims:
+        return results
+    addresses = [c.recipient.email for c in claims]
+    try:
+        items = pending_items(addresses)
+        unread = unread_counts(addresses)
+    except Exception as exc:
+        # Nothing was sent: give the claims back at once rather than after the lease.
+        with contextlib.suppress(Exception):
+            record([], [Unsent(c, Digest.FAILED, str(exc)) for c in claims], now)
+        raise
+    accepted: list[Accepted] = []
+    unsent: list[Unsent] = []
+    deadline = time.monotonic() + time_budget
+    try:
+        with contextlib.nullcontext(connection) if connection is not None else email.session() as mail_connection:
+            for c in claims:
+                result = _send_one(c, items[c.recipient.email], unread.get(c.recipient.email, 0), mail_connection,
+                                   out_of_time=time.monotonic() > deadline)
+                if isinstance(result, Accepted):
+                    accepted.append(result)
+                else:
+                    unsent.append(result[0])
+                    results[c.recipient.user_id] = result[1]
+    finally:
+        # Also when something unforeseen stops the loop: what the server accepted is recorded.
+        held = record(accepted, unsent, timezone.now())
+    for a in accepted:
+        if a.claim.id not in held:
+            log.warning("digest %s for user %s: sent, but the claim was taken over meanwhile", period,
+                        a.claim.recipient.user_id)
+        results[a.claim.recipient.user_id] = Result(Outcome.SENT, listed=len(a.contents.listed))
+    log.info("digest %s: %d sent of %d users", period, len(accepted), len(user_ids))
+    return results
+
+
+def _send_one(c: Claim, items: list[Item], unread: int, mail_connection: BaseEmailBackend,
+              out_of_time: bool) -> Accepted | tuple[Unsent, Result]:
+    if not items:
+        # Read (or emailed) since the fan-out: no email, and a later run may try again.
+        return Unsent(c, Digest.EMPTY), Result(Outcome.NOTHING_NEW)
+    error: Exception
+    if out_of_time:
+        error = _OutOfTime()
+    else:
+        try:
+            contents = build_contents(items, c.recipient.email, settings.DIGEST_MAX_ITEMS)
+            mail = render(c.recipient, contents, unread)
+            email.send(mail, mail_connection)
+            return Accepted(c, contents)
+        except email.TransportError as exc:
+            error = exc
+        except Exception as exc:
+            # A bug building this one email: the others still go, and this one is logged.
+            log.exception("digest for user %s not built", c.recipient.user_id)
+            error = exc
+    return Unsent(c, Digest.FAILED, str(error)), Result(Outcome.FAILED, error=error)
 
 
 def send_digest(user_id: int, period: date, connection: BaseEmailBackend | None = None) -> Result:
-    """Send `user_id` their digest for `period`, unless it was sent or someone is sending it.
-
-    Raises email.TransportError when the mail server refuses or is unreachable; the row is
-    then "failed" and the next call for the period tries again.
-    """
-    user = User.objects.filter(pk=user_id).values_list("email", "receive_notification_email", "is_active").first()
-    if user is None or not (user[1] and user[2]):
-        return Result(Outcome.OPTED_OUT)
-    recipient = user[0]
-    c = claim(user_id, period, timezone.now())
-    if c is None:
-        return _not_claimed(user_id, period, timezone.now())
-    try:
-        items = pending_items(recipient)
-        if not items:
-            # Read (or emailed) since the fan-out: no email, and a later run may try again.
-            _finish(c, Digest.EMPTY)
-            return Result(Outcome.NOTHING_NEW)
-        contents = build_contents(items, recipient, settings.DIGEST_MAX_ITEMS)
-        mail = render(recipient, user_id, contents, unread_count(recipient))
-        email.send(mail, connection)
-    except Exception as exc:
-        # Nothing was accepted by the mail server: give the claim back for a retry.
-        _finish(c, Digest.FAILED, error=str(exc))
-        raise
-    mark_sent(c, contents, timezone.now())
-    log.info("digest %s sent to user %s: %d notifications", period, user_id, len(contents.listed))
-    return Result(Outcome.SENT, listed=len(contents.listed))
+    """One user's digest (the chunk of one: a retry's path). Raises what stopped the email:
+    email.TransportError when the mail server refused or was unreachable; the row is then
+    "failed" and the next call for the period tries again."""
+    result = send_chunk([user_id], period, connection)[user_id]
+    if result.outcome is Outcome.FAILED and result.error is not None:
+        raise result.error
+    return result
 
 
 def run(period: date) -> Counter[str]:
-    """The whole digest in this process, user after user, over one SMTP session. One user's
-    failure never stops the others; a rerun skips whoever already has theirs."""
+    """The whole digest in this process, chunk after chunk, over one SMTP session. One
+    user's failure never stops the others; a rerun skips whoever already has theirs."""
     summary: Counter[str] = Counter()
     with email.session() as mail_connection:
-        for chunk in due_user_id_chunks(period):
-            for user_id in chunk:
-                try:
-                    result = send_digest(user_id, period, mail_connection)
-                except email.TransportError as exc:
-                    log.warning("digest %s for user %s not sent: %s", period, user_id, exc)
-                    summary["failed"] += 1
-                    continue
-                except Exception:
-                    log.exception("digest %s for user %s not sent", period, user_id)
-                    summary["failed"] += 1
-                    continue
+        for chunk in due_user_id_chunks(period, CHUNK_SIZE):
+            try:
+                results = send_chunk(chunk, period, mail_connection)
+            except Exception:
+                log.exception("digest %s for users %s..%s not sent", period, chunk[0], chunk[-1])
+                summary["failed"] += len(chunk)
+                continue
+            for user_id, result in results.items():
+                if result.outcome is Outcome.FAILED:
+                    log.warning("digest %s for user %s not sent: %s", period, user_id, result.error)
                 summary[result.outcome.value] += 1
     return summary

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -24,6 +25,7 @@ from django.core import signing
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
@@ -33,7 +35,7 @@ from graphspace.models import Group, User
 from notifications import digest
 from notifications.digest import Outcome
 from notifications.models import Digest, GroupNotification, NotificationCluster, OwnerNotification
-from tasks.digest import send_digest, send_digests
+from tasks.digest import send_digest, send_digest_chunk, send_digests
 from tests.conftest import People
 from tests.integration.conftest import Process, free_port, wait_for
 
@@ -389,7 +391,7 @@ def test_a_worker_dying_between_sending_and_marking_sends_again_after_the_lease(
         raise WorkerDied
 
     with monkeypatch.context() as m:
-        m.setattr(digest, "mark_sent", die)
+        m.setattr(digest, "record", die)
         with pytest.raises(WorkerDied):
             digest.send_digest(alice.id, today())
     # The mail server has the email; nothing is marked; the claim is left "sending".
@@ -418,10 +420,182 @@ def test_sending_one_digest_takes_a_fixed_number_of_queries(people: People, mail
     shares = cluster(alice, topic="group", type="share", group=lab, actor=bob.email)
     for i in range(20):
         shared(alice, lab, f"s{i}", bob, minutes_ago=i, in_cluster=shares)
-    # user, claim, owner rows, group rows (with the group's name), unread count; then the
-    # mark: savepoint, owner update, group update, digest update, release.
-    with django_assert_num_queries(10):
+    # The claim (with the user's address), owner rows, group rows (with the group's name),
+    # unread count; then the record: savepoint, digest update, owner update, group update,
+    # release.
+    with django_assert_num_queries(9):
         assert digest.send_digest(alice.id, today()).listed == 50
+
+
+# --- Chunks: many users per query, one SMTP session --------------------------------------
+
+
+def more_people(*names: str) -> list[User]:
+    return [User.objects.create_user(f"{name}@example.com", "x") for name in names]
+
+
+class Stopped(BaseException):
+    """Something unforeseen that still unwinds the stack (SystemExit, a soft time limit)."""
+
+
+def test_a_chunk_takes_the_same_number_of_queries_for_4_users_as_for_30(people: People, mailbox: Mailbox) -> None:
+    lab = Group.objects.create(name="Lab", owner=people.bob)
+
+    def chunk_of(prefix: str, size: int) -> list[int]:
+        users = more_people(*(f"{prefix}{i}" for i in range(size)))
+        opt_in(*users)
+        for user in users:
+            uploads(user, 2)
+            shared(user, lab, "XYZ", people.bob, in_cluster=cluster(user, topic="group", type="share", group=lab,
+                                                                     actor=people.bob.email))
+        # In each chunk: one refused, one who read everything, one who has today's digest.
+        mailbox.unknown.add(users[0].email)
+        OwnerNotification.objects.filter(owner=users[1]).update(is_read=True)
+        GroupNotification.objects.filter(member=users[1]).update(is_read=True)
+        Digest.objects.create(user=users[2], period=today(), status=Digest.SENT, attempts=1, claimed_at=timezone.now())
+        return [u.id for u in users]
+
+    counted = []
+    for prefix, size in (("small", 4), ("large", 30)):
+        ids = chunk_of(prefix, size)
+        with CaptureQueriesContext(connection) as queries:
+            results = digest.send_chunk(ids, today())
+        assert Counter(r.outcome.value for r in results.values()) == {
+            "failed": 1, "nothing new": 1, "already sent": 1, "sent": size - 3,
+        }
+        counted.append(len(queries))
+    # The claim; why the others were not claimed; owner rows, group rows, unread counts; the
+    # record: savepoint, sent digests, owner marks, group marks, the claims given back, release.
+    assert counted == [11, 11]
+    assert len(mailbox.messages) == 1 + 27 and emailed(User.objects.get(email="large3@example.com")) == 3
+
+
+def test_one_refused_recipient_fails_alone_in_its_chunk(people: People, mailbox: Mailbox) -> None:
+    alice, bob, carol = people.alice, people.bob, people.carol
+    opt_in(alice, bob, carol)
+    for user in (alice, bob, carol):
+        uploads(user, 2)
+    mailbox.unknown.add(bob.email)
+
+    results = digest.send_chunk([alice.id, bob.id, carol.id], today())
+
+    # It should send alice's and carol's over the same session, and record bob's refusal.
+    assert [results[u.id].outcome for u in (alice, bob, carol)] == [Outcome.SENT, Outcome.FAILED, Outcome.SENT]
+    refusal = results[bob.id].error
+    assert isinstance(refusal, digest.email.TransportError) and refusal.permanent and not results[bob.id].retryable
+    assert sorted(m.rcpt_tos[0] for m in mailbox.messages) == ["alice@example.com", "carol@example.com"]
+    assert (emailed(alice), emailed(bob), emailed(carol)) == (2, 0, 2)
+    record = Digest.objects.get(user=bob)
+    assert record.status == Digest.FAILED and "550" in record.error
+    assert set(Digest.objects.exclude(user=bob).values_list("status", flat=True)) == {Digest.SENT}
+
+
+def test_a_worker_dying_before_its_chunk_is_recorded_resends_that_chunk_only(
+    people: People, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dave, = more_people("dave")
+    users = [people.alice, people.bob, people.carol, dave]
+    opt_in(*users)
+    for user in users:
+        uploads(user, 2)
+    monkeypatch.setattr(digest, "CHUNK_SIZE", 2)
+    real_record = digest.record
+    calls = []
+
+    def record_then_die(*args: Any) -> set[int]:
+        calls.append(args)
+        if len(calls) == 2:
+            raise WorkerDied  # the second chunk's emails are out; its record never commits
+        return real_record(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(digest, "record", record_then_die)
+        with pytest.raises(WorkerDied):
+            digest.run(today())
+    # The server has all four; the first chunk (alice, bob) is recorded, the second is not.
+    assert len(mailbox.messages) == 4
+    assert [emailed(u) for u in users] == [2, 2, 0, 0]
+    assert list(Digest.objects.order_by("user_id").values_list("status", flat=True)) == [
+        Digest.SENT, Digest.SENT, Digest.SENDING, Digest.SENDING,
+    ]
+
+    # Run again at once: the second chunk's claims are still leased, so nobody gets a thing.
+    assert digest.run(today()) == {"in flight": 2}
+    assert len(mailbox.messages) == 4
+
+    # Once the lease is over: carol and dave get theirs again (at least once), alice and bob,
+    # recorded as sent, never do.
+    Digest.objects.filter(status=Digest.SENDING).update(claimed_at=timezone.now() - digest.lease() - timedelta(seconds=1))
+    assert digest.run(today()) == {"sent": 2}
+    assert sorted(m.rcpt_tos[0] for m in mailbox.messages[4:]) == ["carol@example.com", "dave@example.com"]
+    assert [emailed(u) for u in users] == [2, 2, 2, 2]
+    assert set(Digest.objects.values_list("status", flat=True)) == {Digest.SENT}
+
+
+def test_what_the_server_accepted_is_recorded_even_when_the_chunk_stops_half_way(
+    people: People, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice, bob, carol = people.alice, people.bob, people.carol
+    opt_in(alice, bob, carol)
+    for user in (alice, bob, carol):
+        uploads(user, 2)
+    real_send = digest.email.send
+
+    def send(mail: digest.email.Mail, connection: Any = None) -> None:
+        if mail.to == bob.email:
+            raise Stopped
+        real_send(mail, connection)
+
+    with monkeypatch.context() as m:
+        m.setattr(digest.email, "send", send)
+        with pytest.raises(Stopped):
+            digest.send_chunk([alice.id, bob.id, carol.id], today())
+    # alice's email went out and is recorded; bob's and carol's never left, and their
+    # claims wait for the lease.
+    assert [m.rcpt_tos[0] for m in mailbox.messages] == ["alice@example.com"]
+    assert (emailed(alice), emailed(bob), emailed(carol)) == (2, 0, 0)
+    assert Digest.objects.get(user=alice).status == Digest.SENT
+    assert {Digest.objects.get(user=u).status for u in (bob, carol)} == {Digest.SENDING}
+
+    Digest.objects.filter(status=Digest.SENDING).update(claimed_at=timezone.now() - digest.lease() - timedelta(seconds=1))
+    assert digest.run(today()) == {"sent": 2}
+    assert sorted(m.rcpt_tos[0] for m in mailbox.messages) == ["alice@example.com", "bob@example.com", "carol@example.com"]
+
+
+def test_a_chunk_out_of_time_gives_the_rest_back_for_a_retry(people: People, mailbox: Mailbox) -> None:
+    alice, bob = people.alice, people.bob
+    opt_in(alice, bob)
+    uploads(alice, 1)
+    uploads(bob, 1)
+    results = digest.send_chunk([alice.id, bob.id], today(), time_budget=-1)
+    assert all(r.outcome is Outcome.FAILED and r.retryable for r in results.values())
+    assert mailbox.messages == [] and set(Digest.objects.values_list("status", flat=True)) == {Digest.FAILED}
+    # Given back at once, not after the lease: the retry sends.
+    assert digest.run(today()) == {"sent": 2}
+
+
+def test_the_chunk_task_hands_refused_users_to_a_retrying_task_of_their_own(
+    transactional_db: None, people: People, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice, bob, carol = people.alice, people.bob, people.carol
+    opt_in(alice, bob, carol)
+    for user in (alice, bob, carol):
+        uploads(user, 2)
+    mailbox.busy[alice.email] = 1
+    mailbox.unknown.add(bob.email)
+    queued: list[tuple[Any, float]] = []
+    monkeypatch.setattr(send_digest, "apply_async", lambda args, countdown: queued.append((args, countdown)))
+
+    chunk = send_digest_chunk.apply(args=([alice.id, bob.id, carol.id], today().isoformat()))
+
+    # It should leave the permanent refusal (bob) alone and retry the busy mailbox (alice)
+    # after a jittered first backoff.
+    assert (chunk.status, chunk.result) == ("SUCCESS", {"sent": 1, "retrying": 1, "failed": 1})
+    [(args, countdown)] = queued
+    assert args == (alice.id, today().isoformat()) and 0 <= countdown <= 60
+    assert send_digest.apply(args=args).result == "sent"
+    assert sorted(m.rcpt_tos[0] for m in mailbox.messages) == ["alice@example.com", "carol@example.com"]
+    assert Digest.objects.get(user=bob).status == Digest.FAILED
 
 
 # --- Who gets one ----------------------------------------------------------------------
@@ -607,12 +781,13 @@ def test_beats_task_sends_through_the_broker_and_a_real_worker(
     try:
         fanout = digest_broker.send(send_digests)
         wait_for(lambda: len(mailbox.messages) >= 2, timeout=60, what="two digest emails")
-        # The digest tasks keep their results (django-celery-results).
-        wait_for(lambda: TaskResult.objects.filter(task_name="tasks.send_digest", status="SUCCESS").count() == 2,
-                 timeout=30, what="the two send_digest results")
+        # The digest tasks keep their results (django-celery-results): one chunk of two users.
+        chunk = wait_for(lambda: TaskResult.objects.filter(task_name="tasks.send_digest_chunk", status="SUCCESS").first(),
+                         timeout=30, what="the send_digest_chunk result")
+        assert '"sent": 2' in chunk.result
         stored = TaskResult.objects.get(task_id=fanout.id)
         assert stored.task_name == "tasks.send_digests" and stored.status == "SUCCESS"
-        assert '"users": 2' in stored.result
+        assert '"users": 2' in stored.result and '"chunks": 1' in stored.result
         time.sleep(0.5)  # time enough for a duplicate to show up
     finally:
         worker.stop()

@@ -86,12 +86,12 @@ def test_the_subject_counts_notifications_not_clusters() -> None:
 def test_both_parts_render_the_same_lines_and_the_html_escapes_names() -> None:
     evil = "<img src=x onerror=alert(1)>"
     contents = build_contents([item(1, 0, name=evil), item(2, 1)], A, cap=1)
-    mail = digest.render(A, 42, contents, unread=9)
+    mail = digest.render(digest.Recipient(42, A), contents, unread=9)
     assert mail.subject == "You have 9 unread notifications on GraphSpace"
     assert "You have 9 unread notifications on GraphSpace; 2 of them are new since your last digest." in mail.text
     assert "- You uploaded graph g2" in mail.text and "...and 1 more: https://graphspace.example.org/notifications/" in mail.text
     assert evil not in mail.html and "&lt;img src=x" not in mail.html  # capped away
-    shown = digest.render(A, 42, build_contents([item(1, 0, name=evil)], A, cap=1), unread=1)
+    shown = digest.render(digest.Recipient(42, A), build_contents([item(1, 0, name=evil)], A, cap=1), unread=1)
     assert evil in shown.text and evil not in shown.html and "You uploaded graph &lt;img src=x onerror=alert(1)&gt;" in shown.html
     assert mail.headers["List-Unsubscribe"] == f"<{digest.unsubscribe_url(42)}>"
     assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
