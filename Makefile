@@ -1,4 +1,4 @@
-.PHONY: run test services stop bench chaos
+.PHONY: run test services stop bench chaos fuzz
 
 # Set up and run the whole system (web, worker, beat, bridge, flower) in the foreground.
 run:
@@ -24,3 +24,9 @@ bench:
 chaos:
 	bash scripts/setup.sh dev
 	CHAOS_SCALE=$${CHAOS_SCALE:-full} .venv/bin/python -m chaos
+
+# Property-based fuzzing of every endpoint at a large budget (FUZZ_EXAMPLES per endpoint
+# family, fresh random examples each run; `make test` runs 60 fixed ones): asserts no 5xx.
+fuzz:
+	bash scripts/setup.sh dev
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} FUZZ_RANDOM=1 .venv/bin/python -m pytest tests/integration/test_fuzz.py -q -s -p no:logging
