@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
 
 from graphspace.models import Group, User
 
@@ -40,9 +39,11 @@ class NotificationCluster(models.Model):
         indexes = [
             # The notifications page: this user's clusters, newest first, by cursor.
             models.Index(fields=["recipient", "-last_at", "-id"], name="cluster_newest"),
-            # The open cluster for a key: the newest one with that key.
-            models.Index(fields=["recipient", "key", "-last_at"], name="cluster_by_key"),
-            models.Index(fields=["recipient", "-last_at"], condition=Q(unread__gt=0), name="cluster_unread"),
+            # The open cluster for a key: the newest one with that key (clusters of one key
+            # are opened one after another, so the newest is the one with the highest id).
+            # No column that an update changes: PostgreSQL's bottom-up deletion then keeps the
+            # index compact while every batch rewrites the clusters it adds to.
+            models.Index(fields=["recipient", "key", "-id"], name="cluster_by_key"),
         ]
 
 
@@ -90,9 +91,13 @@ class OwnerNotification(NotificationBase):
             models.UniqueConstraint(fields=["event_id", "owner"], name="owner_notification_once")
         ]
         indexes = [
-            # "This user's newest page" is a backwards scan of this index.
-            models.Index(fields=["owner", "-created_at", "-id"], name="owner_notif_newest"),
-            # A cluster's newest items (previews, expand, mark-cluster-read).
+            # "This user's newest page" is a scan of this index. Without the id: the rows of one
+            # batch share created_at, so their entries collapse into one posting list, and ties
+            # are put in id order by an incremental sort (docs/storage.md).
+            models.Index(fields=["owner", "-created_at"], name="owner_notif_newest"),
+            # A cluster's newest items (previews, expand, mark-cluster-read). With the id: the
+            # previews' LIMIT 3 per cluster must stop after three entries, and the planner
+            # only does that when the index gives the whole order (docs/storage.md).
             models.Index(fields=["cluster", "-created_at", "-id"], name="owner_notif_cluster"),
         ]
 
@@ -110,7 +115,7 @@ class GroupNotification(NotificationBase):
     )
     # The seed's column: on group notifications owner_email is the actor.
     owner_email = models.CharField(max_length=254, null=True, blank=True)
-    # group_notif_group leads with it.
+    # Indexed by group_notif_group.
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="notifications", db_index=False)
 
     class Meta:
@@ -119,8 +124,11 @@ class GroupNotification(NotificationBase):
             models.UniqueConstraint(fields=["event_id", "member"], name="group_notification_once")
         ]
         indexes = [
-            models.Index(fields=["member", "-created_at", "-id"], name="group_notif_newest"),
-            models.Index(fields=["group", "member", "-created_at"], name="group_notif_group"),
+            models.Index(fields=["member", "-created_at"], name="group_notif_newest"),
+            # A group's rows, for its deletion: equal keys share one posting list, so this
+            # costs a few bytes a row (a user's rows of one group are found by
+            # group_notif_newest and a filter).
+            models.Index(fields=["group"], name="group_notif_group"),
             models.Index(fields=["cluster", "-created_at", "-id"], name="group_notif_cluster"),
         ]
 

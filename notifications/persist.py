@@ -174,13 +174,18 @@ def _already_stored(topic: str, event_ids: list[uuid.UUID]) -> set[tuple[uuid.UU
         return {(row[0], row[1]) for row in cursor.fetchall()}
 
 
-def _open_clusters(user_ids: Iterable[int], keys: Iterable[str]) -> dict[tuple[int, str], tuple[int, Span]]:
-    """The newest cluster per (recipient, key), from the cluster_by_key index."""
+def _open_clusters(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, Span]]:
+    """The newest cluster of each (recipient, key): one step down the cluster_by_key index per
+    pair, however many clusters of that key the recipient collected over the years."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
     with binary_cursor() as cursor:
         cursor.execute(
-            "SELECT DISTINCT ON (recipient_id, key) recipient_id, key, id, first_at, last_at FROM notification_cluster "
-            "WHERE recipient_id = ANY(%b::bigint[]) AND key = ANY(%b::text[]) ORDER BY recipient_id, key, last_at DESC",
-            [sorted(set(user_ids)), sorted(set(keys))],
+            "SELECT p.uid, p.key, c.id, c.first_at, c.last_at FROM unnest(%b::bigint[], %b::text[]) AS p(uid, key) "
+            "CROSS JOIN LATERAL (SELECT id, first_at, last_at FROM notification_cluster "
+            "WHERE recipient_id = p.uid AND key = p.key ORDER BY id DESC LIMIT 1) AS c",
+            [[uid for uid, _ in wanted], [key for _, key in wanted]],
         )
         return {(uid, key): (cid, Span(first, last)) for uid, key, cid, first, last in cursor.fetchall()}
 
@@ -232,7 +237,7 @@ def _assign_clusters(planned: list[Planned], user_ids: dict[str, int], now: date
     by_recipient: dict[str, list[Planned]] = defaultdict(list)
     for p in planned:
         by_recipient[p.recipient].append(p)
-    open_by_user = _by_user(_open_clusters((user_ids[r] for r in by_recipient), (p.key for p in planned)))
+    open_by_user = _by_user(_open_clusters((user_ids[p.recipient], p.key) for p in planned))
     to_create: list[tuple[list[Planned], NotificationCluster]] = []
     needing: list[str] = []
     for email, rows in by_recipient.items():
@@ -245,9 +250,7 @@ def _assign_clusters(planned: list[Planned], user_ids: dict[str, int], now: date
             _place(rows, placement, uid, to_create)
     if needing:
         now = _lock_recipients(needing)
-        fresh = _by_user(_open_clusters(
-            (user_ids[r] for r in needing), (p.key for r in needing for p in by_recipient[r])
-        ))
+        fresh = _by_user(_open_clusters((user_ids[r], p.key) for r in needing for p in by_recipient[r]))
         for email in needing:
             uid = user_ids[email]
             rows = by_recipient[email]
