@@ -144,9 +144,9 @@ def _graph_page(
     user = _user(request)
     elements = graph.graph_json.get("elements", {}) if isinstance(graph.graph_json, dict) else {}
 
-    shared_in = Group.objects.filter(groupgraph__graph=graph).select_related("owner").order_by("name", "id")
-    if not user.is_admin:
-        shared_in = shared_in.filter(id__in=permissions.my_groups(user).values("id"))
+    shared_in = (
+        permissions.readable_groups(user).filter(groupgraph__graph=graph).select_related("owner").order_by("name", "id")
+    )
     shared_groups = [{"group": g, "can_unshare": permissions.can_unshare_graph(user, graph, g)} for g in shared_in]
     can_share = permissions.can_share_graph(user, graph)
     share_choices = permissions.my_groups(user).exclude(groupgraph__graph=graph).order_by("name", "id") if can_share else []

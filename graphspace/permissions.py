@@ -86,6 +86,10 @@ def my_groups(user: User) -> QuerySet[Group]:
     return Group.objects.filter(Q(owner=user) | Q(groupmember__user=user)).distinct()
 
 
+def readable_groups(user: User) -> QuerySet[Group]:
+    return Group.objects.all() if user.is_admin else my_groups(user)
+
+
 def can_read_group(user: User, group: Group) -> bool:
     return user.is_admin or is_member(user, group)
 
@@ -110,3 +114,27 @@ def known_users(user: User) -> QuerySet[User]:
     return User.objects.filter(
         Q(pk=user.pk) | Q(groupmember__group__in=groups) | Q(owned_groups__in=groups)
     ).distinct()
+
+
+# --- the API's list filters (graphspace-api.md 1.5) --------------------------------------
+# A list names whose things it lists; a user may ask only for their own, or for the public
+# or shared ones. Each returns None when allowed, else which refusal it is.
+
+def graph_list_refusal(user: User, owner_email: str | None, member_email: str | None, is_public: bool | None) -> str | None:
+    if user.is_admin:
+        return None
+    if owner_email is None and member_email is None and not is_public:
+        return "no_filter"
+    if owner_email and owner_email != user.email and not is_public:
+        return "others_private"
+    if member_email and member_email != user.email:
+        return "others_shared"
+    return None
+
+
+def may_list_layouts(user: User, owner_email: str | None, is_shared: bool | None) -> bool:
+    return user.is_admin or owner_email == user.email or bool(is_shared)
+
+
+def may_list_groups(user: User, owner_email: str | None, member_email: str | None) -> bool:
+    return user.is_admin or user.email in (owner_email, member_email)

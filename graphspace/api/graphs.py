@@ -103,22 +103,18 @@ def list_graphs(request: HttpRequest, user: User) -> Answer:
     q = schemas.query(request, schemas.GraphQuery)
     owner_email, member_email = _lower(q.owner_email), _lower(q.member_email)
     is_public = query_flag(q.is_public)
-    if not user.is_admin:
-        if owner_email is None and member_email is None and not is_public:
-            raise errors.bad_request(
-                "Atleast one of these variables is required: is_public, owner_email or member_email.",
-                errors.IS_PUBLIC_NOT_SET,
-            )
-        if owner_email and owner_email != user.email and not is_public:
-            raise errors.bad_request(
-                f"User is not authorized to access private graphs created by {owner_email}.",
-                errors.NOT_ALLOWED_GRAPH_ACCESS,
-            )
-        if member_email and member_email != user.email:
-            raise errors.bad_request(
-                f"User is not authorized to access private graphs created by {member_email}.",
-                errors.NOT_ALLOWED_GRAPH_ACCESS,
-            )
+    refusal = permissions.graph_list_refusal(user, owner_email, member_email, is_public)
+    if refusal == "no_filter":
+        raise errors.bad_request(
+            "Atleast one of these variables is required: is_public, owner_email or member_email.",
+            errors.IS_PUBLIC_NOT_SET,
+        )
+    if refusal:
+        raise errors.bad_request(
+            f"User is not authorized to access private graphs created by "
+            f"{owner_email if refusal == 'others_private' else member_email}.",
+            errors.NOT_ALLOWED_GRAPH_ACCESS,
+        )
     qs = Graph.objects.select_related("owner")
     if owner_email:
         qs = qs.filter(owner__email=owner_email)
@@ -184,7 +180,7 @@ def list_layouts(request: HttpRequest, user: User, graph_id: int) -> Answer:
     q = schemas.query(request, schemas.LayoutQuery)
     owner_email = _lower(q.owner_email)
     is_shared = query_flag(q.is_shared)
-    if not user.is_admin and owner_email != user.email and not is_shared:
+    if not permissions.may_list_layouts(user, owner_email, is_shared):
         raise errors.bad_request(
             "User is not authorized to access layouts which are not shared.",
             errors.NOT_ALLOWED_LAYOUT_ACCESS,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from graphspace import actions
+from graphspace import actions, permissions
 from graphspace.api import errors, schemas, serializers
 from graphspace.api.graphs import Answer, _lower, _ordered, _page, like_regex
 from graphspace.models import Graph, Group, User
-from graphspace.permissions import can_read_group
 
 GROUP_SORTS = {"name": "name", "updated_at": "updated_at", "owner_email": "owner__email"}
 
@@ -29,7 +28,7 @@ def _serialize(group: Group) -> dict[str, object]:
 def list_groups(request: HttpRequest, user: User) -> Answer:
     q = schemas.query(request, schemas.GroupQuery)
     owner_email, member_email = _lower(q.owner_email), _lower(q.member_email)
-    if not user.is_admin and owner_email != user.email and member_email != user.email:
+    if not permissions.may_list_groups(user, owner_email, member_email):
         raise errors.bad_request(
             "User is not authorized to access groups they are not a member of.",
             errors.NOT_ALLOWED_GROUP_ACCESS,
@@ -148,7 +147,7 @@ def unshare_graph(request: HttpRequest, user: User, group_id: int, graph_id: int
 def list_graph_groups(request: HttpRequest, user: User, graph_id: int) -> Answer:
     graph = actions.find_graph(user, graph_id)
     groups = _with_totals(Group.objects.select_related("owner").filter(groupgraph__graph=graph))
-    visible = [g for g in groups.order_by("name") if can_read_group(user, g)]
+    visible = [g for g in groups.order_by("name") if permissions.can_read_group(user, g)]
     return 200, {"total": len(visible), "groups": [_serialize(g) for g in visible]}
 
 
