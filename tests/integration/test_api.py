@@ -216,3 +216,65 @@ def test_a_layout_is_found_only_under_its_own_graph(api: dict[str, Api]) -> None
 ])
 def test_a_bad_value_is_named_in_the_error(api: dict[str, Api], body: dict[str, Any], message: str) -> None:
     assert error(api["alice"], "POST", "graphs/", 400, 1002, body)["error_message"] == message
+
+
+# --- the permission rules, through the actions (graphspace/permissions.py) ---------------
+# Who: the owner, a member of the group the graph is shared with, an outsider, an admin.
+# What each may do: True, or the domain error the action raises (NotFound when the user may
+# not even see the resource, Forbidden when they see it but may not do this).
+RULES: list[tuple[str, dict[str, Any]]] = [
+    ("read the graph", {"owner": True, "member": True, "outsider": actions.NotFound, "admin": True}),
+    ("edit the graph", {"owner": True, "member": actions.Forbidden, "outsider": actions.NotFound, "admin": True}),
+    ("delete the graph",
+     {"owner": True, "member": actions.Forbidden, "outsider": actions.NotFound, "admin": actions.Forbidden}),
+    ("share the graph", {"owner": True, "member": actions.Forbidden, "outsider": actions.NotFound, "admin": True}),
+    ("lay out the graph", {"owner": True, "member": True, "outsider": actions.NotFound, "admin": True}),
+    ("read the private layout", {"owner": True, "member": actions.NotFound, "outsider": actions.NotFound, "admin": True}),
+    ("edit the layout",
+     {"owner": True, "member": actions.NotFound, "outsider": actions.NotFound, "admin": actions.Forbidden}),
+    ("read the group", {"owner": True, "member": True, "outsider": actions.NotFound, "admin": True}),
+    ("manage the group", {"owner": True, "member": actions.Forbidden, "outsider": actions.NotFound, "admin": True}),
+    ("unshare the graph", {"owner": True, "member": actions.Forbidden, "outsider": actions.NotFound, "admin": True}),
+    ("leave the group",
+     {"owner": actions.ActionError, "member": True, "outsider": actions.NotFound, "admin": actions.NoSuchUser}),
+]
+
+
+@pytest.mark.parametrize(("what", "expected"), RULES, ids=[r[0] for r in RULES])
+@pytest.mark.parametrize("who", ["owner", "member", "outsider", "admin"])
+def test_each_rule_holds_for_owner_member_outsider_and_admin(
+    people: People, what: str, expected: dict[str, Any], who: str,
+) -> None:
+    from graphspace.models import User
+
+    owner, member, outsider = people.alice, people.bob, people.carol
+    admin = User.objects.create_user("admin@example.com", "x")
+    User.objects.filter(pk=admin.pk).update(is_admin=True)
+    admin.refresh_from_db()
+    user = {"owner": owner, "member": member, "outsider": outsider, "admin": admin}[who]
+    graph = actions.upload_graph(owner, name="Net", graph_json=GRAPH)
+    layout = actions.create_layout(owner, graph, name="Mine")
+    group = actions.create_group(owner, name="Lab")
+    actions.add_member(owner, group, member)
+    actions.share_graph(owner, group, graph)
+    attempts = {
+        "read the graph": lambda: actions.find_graph(user, graph.id),
+        "edit the graph": lambda: actions.update_graph(user, graph, is_public=True),
+        "delete the graph": lambda: actions.delete_graph(user, graph),
+        "share the graph": lambda: actions.find_graph(user, graph.id, "share"),
+        "lay out the graph": lambda: actions.create_layout(user, graph, name=f"{who}'s"),
+        "read the private layout": lambda: actions.find_layout(user, graph.id, layout.id),
+        "edit the layout": lambda: actions.update_layout(user, actions.find_layout(user, graph.id, layout.id), name="X"),
+        "read the group": lambda: actions.find_group(user, group.id),
+        "manage the group": lambda: actions.update_group(user, group, name="Renamed"),
+        "unshare the graph": lambda: actions.unshare_graph(user, group, graph),
+        "leave the group": lambda: actions.remove_member(
+            user, group, actions.find_member(user, actions.find_group(user, group.id), user.id)),
+    }
+    outcome = expected[who]
+    if outcome is True:
+        attempts[what]()
+    else:
+        with pytest.raises(outcome) as raised:
+            attempts[what]()
+        assert type(raised.value) is outcome
