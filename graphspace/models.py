@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import secrets
 import string
+import uuid
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.postgres.functions import RandomUUID
 from django.db import models, transaction
 
 
@@ -31,6 +33,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     # The seed's opt-in for the daily digest; off by default.
     receive_notification_email = models.BooleanField(default=False)
+    # Carried by the digest's unsubscribe links, which work only while it is unchanged. A
+    # trigger gives it a new random value whenever receive_notification_email changes, by any
+    # path (graphspace/migrations/0004_user_digest_nonce.py), so older links stop working;
+    # being random and never shown but in the user's own emails, it also keeps a link from
+    # being forged by whoever knows the SECRET_KEY.
+    digest_nonce = models.UUIDField(default=uuid.uuid4, db_default=RandomUUID(), editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

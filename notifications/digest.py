@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from uuid import UUID
 
 from django.conf import settings
 from django.core import signing
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 
 UNSUBSCRIBE_SALT = "notifications.digest.unsubscribe"
 UNSUBSCRIBE_PURPOSE = "digest-unsubscribe"
+# How long an unsubscribe link works: long enough for an email read weeks late, short enough
+# that a leaked old email stops being a credential (docs/digest.md).
+UNSUBSCRIBE_MAX_AGE = timedelta(days=60)
 # Users per chunk: claimed, read and recorded together, over one SMTP session. It bounds
 # what a worker dying mid-chunk can make go twice (docs/digest.md has the measurements).
 CHUNK_SIZE = 100
@@ -77,6 +81,7 @@ class Item:
 class Recipient:
     user_id: int
     email: str
+    nonce: UUID  # the user's digest_nonce, which the unsubscribe link carries
 
 
 @dataclass(frozen=True)
@@ -153,32 +158,75 @@ def subject(unread: int) -> str:
     return f"You have {unread} unread notification{'' if unread == 1 else 's'} on GraphSpace"
 
 
-def unsubscribe_token(user_id: int) -> str:
-    """A signed token that can do one thing: turn off this user's digest."""
-    # No timestamp: an unsubscribe link in an old email must keep working.
-    return signing.Signer(salt=UNSUBSCRIBE_SALT).sign_object({"u": user_id, "p": UNSUBSCRIBE_PURPOSE})
+class _UnsubscribeSigner(signing.TimestampSigner):
+    """Django's timestamped signer; `issued_at` dates a token (the tests' expired links)."""
+
+    def __init__(self, issued_at: datetime | None = None) -> None:
+        super().__init__(salt=UNSUBSCRIBE_SALT)
+        self.issued_at = issued_at
+
+    def timestamp(self) -> str:
+        if self.issued_at is None:
+            return super().timestamp()
+        return signing.b62_encode(int(self.issued_at.timestamp()))
 
 
-def user_id_from_token(token: str) -> int | None:
-    """The user an unsubscribe token is for; None if it was altered or made for anything else."""
+def unsubscribe_token(recipient: Recipient, issued_at: datetime | None = None) -> str:
+    """A signed, dated token that can do one thing: turn off this user's digest, while the
+    user's digest_nonce is the one it carries and for UNSUBSCRIBE_MAX_AGE."""
+    return _UnsubscribeSigner(issued_at).sign_object(
+        {"u": recipient.user_id, "n": recipient.nonce.hex, "p": UNSUBSCRIBE_PURPOSE}
+    )
+
+
+class TokenState(StrEnum):
+    VALID = "valid"  # signed here, for this, recently: its nonce must still match the user's
+    EXPIRED = "expired"  # signed here, for this, but older than UNSUBSCRIBE_MAX_AGE
+    INVALID = "invalid"  # altered, or not made for this
+
+
+@dataclass(frozen=True)
+class UnsubscribeToken:
+    state: TokenState
+    user_id: int = 0
+    nonce: str = ""
+
+
+def read_unsubscribe_token(token: str) -> UnsubscribeToken:
+    """What an unsubscribe token says, checked against its signature and its age (the
+    nonce, against the user's, is the caller's to check)."""
+    try:
+        data = _UnsubscribeSigner().unsign_object(token, max_age=UNSUBSCRIBE_MAX_AGE)
+    except signing.SignatureExpired:
+        return UnsubscribeToken(TokenState.EXPIRED)
+    except (signing.BadSignature, ValueError):
+        # ValueError: signed here, but not a dated object. The undated tokens of the emails
+        # sent before links could expire are such: they have expired.
+        return UnsubscribeToken(TokenState.EXPIRED if _undated(token) else TokenState.INVALID)
+    if not isinstance(data, dict) or data.get("p") != UNSUBSCRIBE_PURPOSE:
+        return UnsubscribeToken(TokenState.INVALID)
+    user_id, nonce = data.get("u"), data.get("n")
+    if not (isinstance(user_id, int) and not isinstance(user_id, bool) and 0 < user_id < 2**63
+            and isinstance(nonce, str) and len(nonce) == 32):
+        return UnsubscribeToken(TokenState.INVALID)
+    return UnsubscribeToken(TokenState.VALID, user_id, nonce)
+
+
+def _undated(token: str) -> bool:
     try:
         data = signing.Signer(salt=UNSUBSCRIBE_SALT).unsign_object(token)
     except (signing.BadSignature, ValueError):
-        # ValueError: signed by this site, but not an object (a token of another format).
-        return None
-    if not isinstance(data, dict) or data.get("p") != UNSUBSCRIBE_PURPOSE:
-        return None
-    user_id = data.get("u")
-    return user_id if isinstance(user_id, int) and not isinstance(user_id, bool) else None
+        return False
+    return isinstance(data, dict) and data.get("p") == UNSUBSCRIBE_PURPOSE
 
 
-def unsubscribe_url(user_id: int) -> str:
-    return absolute(reverse("digest-unsubscribe", args=[unsubscribe_token(user_id)]))
+def unsubscribe_url(recipient: Recipient) -> str:
+    return absolute(reverse("digest-unsubscribe", args=[unsubscribe_token(recipient)]))
 
 
 def render(recipient: Recipient, contents: Contents, unread: int) -> email.Mail:
     """The email: a plain-text and an HTML part from the same context."""
-    unsubscribe = unsubscribe_url(recipient.user_id)
+    unsubscribe = unsubscribe_url(recipient)
     context = {
         "recipient": recipient.email,
         "unread": unread,
@@ -308,7 +356,7 @@ WITH claimed AS (
         OR (d.status = '{Digest.SENDING}' AND d.claimed_at < %(expired)s)
     RETURNING d.id, d.attempts, d.user_id
 )
-SELECT c.id, c.attempts, u.id, u.email
+SELECT c.id, c.attempts, u.id, u.email, u.digest_nonce
   FROM claimed c JOIN "{_USER}" u ON u.id = c.user_id
  ORDER BY u.id
 """
@@ -325,7 +373,8 @@ def claim(user_ids: Sequence[int], period: date, now: datetime) -> list[Claim]:
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, {"users": sorted(set(user_ids)), "period": period, "now": now,
                                     "expired": now - lease()})
-        return [Claim(pk, attempt, Recipient(user_id, address)) for pk, attempt, user_id, address in cursor.fetchall()]
+        return [Claim(pk, attempt, Recipient(user_id, address, nonce))
+                for pk, attempt, user_id, address, nonce in cursor.fetchall()]
 
 
 def _not_claimed(user_ids: Sequence[int], period: date, now: datetime) -> dict[int, Result]:

@@ -7,6 +7,8 @@ import asyncio
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -208,8 +210,9 @@ def test_the_digest_lists_clusters_newest_first_with_the_true_unread_count(peopl
 
     # Headers for the mail client's unsubscribe button (RFC 2369, RFC 8058).
     # (Long header values are folded onto a second line; unfolded they read the same.)
-    assert mail.message["List-Unsubscribe"].strip() == f"<{digest.unsubscribe_url(alice.id)}>"
     assert mail.message["List-Unsubscribe"].strip().startswith(f"<{SITE}/digest/unsubscribe/")
+    assert digest.read_unsubscribe_token(unsubscribe_path(mail).split("/")[-2]) == digest.UnsubscribeToken(
+        digest.TokenState.VALID, alice.id, User.objects.get(pk=alice.pk).digest_nonce.hex)
     assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     # It should mark exactly the six listed notifications as emailed, and the digest sent.
@@ -634,6 +637,17 @@ def unsubscribe_path(mail: Received) -> str:
     return mail.message["List-Unsubscribe"].strip().strip("<>").removeprefix(SITE)
 
 
+def link_for(user: User, **kwargs: Any) -> str:
+    """The unsubscribe path an email to `user` would carry now (kwargs: issued_at)."""
+    fresh = User.objects.get(pk=user.pk)  # the trigger renews digest_nonce behind the ORM's back
+    recipient = digest.Recipient(fresh.pk, fresh.email, fresh.digest_nonce)
+    return f"/digest/unsubscribe/{digest.unsubscribe_token(recipient, **kwargs)}/"
+
+
+def nonce(user: User) -> Any:
+    return User.objects.values_list("digest_nonce", flat=True).get(pk=user.pk)
+
+
 def test_the_unsubscribe_link_asks_then_turns_the_digest_off(people: People, mailbox: Mailbox) -> None:
     alice = people.alice
     opt_in(alice)
@@ -656,27 +670,90 @@ def test_the_unsubscribe_link_asks_then_turns_the_digest_off(people: People, mai
     assert digest.run(digest.current_period() + timedelta(days=1)) == {}
     assert len(mailbox.messages) == 1
 
+    # The change retired the link: it says so, and changes nothing (not even back).
+    again = browser.get(path)
+    assert again.status_code == 410 and b"This link no longer works" in again.content
+
 
 def test_one_click_unsubscribe_from_the_mail_client(people: People) -> None:
     opt_in(people.alice)
-    path = digest.unsubscribe_url(people.alice.id).removeprefix(django_settings.SITE_URL.rstrip("/"))
     response = Client(enforce_csrf_checks=True).post(
-        path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded",
+        link_for(people.alice), "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 200
     assert not User.objects.get(pk=people.alice.pk).receive_notification_email
 
 
+def test_the_digest_nonce_changes_whenever_the_opt_in_does_by_any_path(people: People) -> None:
+    alice = people.alice
+    start = nonce(alice)
+    # The settings API (the notifications page's checkbox): on, then on again (no change).
+    api = Client()
+    api.force_login(alice)
+    assert api.put("/api/v1/notifications/settings", {"receive_notification_email": True},
+                   content_type="application/json").status_code == 200
+    turned_on = nonce(alice)
+    assert turned_on != start
+    api.put("/api/v1/notifications/settings", {"receive_notification_email": True}, content_type="application/json")
+    assert nonce(alice) == turned_on
+    # A model save (the admin), even one that writes back the nonce it read.
+    stale = User.objects.get(pk=alice.pk)
+    stale.receive_notification_email = False
+    stale.save()
+    assert nonce(alice) not in (start, turned_on, stale.digest_nonce)
+    # Other changes of the user leave it alone.
+    before = nonce(alice)
+    User.objects.filter(pk=alice.pk).update(is_admin=True)
+    assert nonce(alice) == before
+    # Every user has a nonce of their own.
+    assert len({nonce(u) for u in (people.alice, people.bob, people.carol)}) == 3
+
+
+def test_a_link_from_before_a_change_of_the_setting_is_refused(people: People) -> None:
+    alice = people.alice
+    opt_in(alice)
+    old_link = link_for(alice)
+    # alice turns the digest off and on again on the notifications page.
+    api = Client()
+    api.force_login(alice)
+    for value in (False, True):
+        api.put("/api/v1/notifications/settings", {"receive_notification_email": value},
+                content_type="application/json")
+    for method in (Client().get, Client().post):
+        response = method(old_link)
+        assert response.status_code == 410 and b"This link no longer works" in response.content
+        assert b"Nothing was changed" in response.content
+    assert User.objects.get(pk=alice.pk).receive_notification_email
+    # The next email's link works.
+    assert Client().post(link_for(alice)).status_code == 200
+    assert not User.objects.get(pk=alice.pk).receive_notification_email
+
+
+def test_an_expired_link_is_refused_and_says_so(people: People) -> None:
+    alice = people.alice
+    opt_in(alice)
+    expired = link_for(alice, issued_at=timezone.now() - digest.UNSUBSCRIBE_MAX_AGE - timedelta(minutes=1))
+    nearly = link_for(alice, issued_at=timezone.now() - digest.UNSUBSCRIBE_MAX_AGE + timedelta(minutes=1))
+    for method in (Client().get, Client().post):
+        response = method(expired)
+        assert response.status_code == 410 and b"This link has expired" in response.content
+        assert b"60 days" in response.content and b"Nothing was changed" in response.content
+    assert User.objects.get(pk=alice.pk).receive_notification_email
+    assert Client().get(nearly).status_code == 200
+
+
 def test_a_tampered_or_foreign_token_changes_nothing_and_says_so(people: People) -> None:
     alice = people.alice
     opt_in(alice)
-    token = digest.unsubscribe_token(alice.id)
+    token = link_for(alice).split("/")[-2]
+    bob_token = link_for(people.bob).split("/")[-2]
+    alice_nonce = nonce(alice).hex
     forged = [
         token[:-2] + ("xx" if not token.endswith("xx") else "yy"),  # altered signature
-        digest.unsubscribe_token(people.bob.id).split(":")[0] + token[token.index(":"):],  # bob's payload, alice's signature
-        signing.Signer(salt="another.purpose").sign_object({"u": alice.id, "p": digest.UNSUBSCRIBE_PURPOSE}),
-        signing.Signer(salt=digest.UNSUBSCRIBE_SALT).sign_object({"u": alice.id, "p": "something-else"}),
-        digest.unsubscribe_token(10**9),  # no such user
+        bob_token.split(":")[0] + token[token.index(":"):],  # bob's payload, alice's signature
+        signing.dumps({"u": alice.id, "n": alice_nonce, "p": digest.UNSUBSCRIBE_PURPOSE}, salt="another.purpose"),
+        signing.dumps({"u": alice.id, "n": alice_nonce, "p": "something-else"}, salt=digest.UNSUBSCRIBE_SALT),
+        digest.unsubscribe_token(digest.Recipient(10**9, "nobody@example.com", nonce(alice))),  # no such user
     ]
     client = Client()
     for bad in forged:
@@ -684,7 +761,41 @@ def test_a_tampered_or_foreign_token_changes_nothing_and_says_so(people: People)
             response = method(f"/digest/unsubscribe/{bad}/")
             assert response.status_code == 400, bad
             assert b"This link is not valid" in response.content and b"Nothing was changed" in response.content
+    # Knowing the SECRET_KEY is not enough: without alice's nonce, a token made for her is refused.
+    guessed = digest.unsubscribe_token(digest.Recipient(alice.id, alice.email, uuid4()))
+    assert client.post(f"/digest/unsubscribe/{guessed}/").status_code == 410
     assert User.objects.get(pk=alice.pk).receive_notification_email
+
+
+def test_links_over_real_http_fresh_works_expired_revoked_and_tampered_do_not(
+    web: str, transactional_db: None, people: People,
+) -> None:
+    alice, bob = people.alice, people.bob
+    opt_in(alice, bob)
+    fresh = link_for(alice)
+    expired = link_for(bob, issued_at=timezone.now() - digest.UNSUBSCRIBE_MAX_AGE - timedelta(days=1))
+
+    def request(path: str, method: str = "GET") -> tuple[int, str]:
+        body = b"List-Unsubscribe=One-Click" if method == "POST" else None
+        req = urllib.request.Request(web + path, data=body, method=method,
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode()
+
+    status, page = request(fresh)
+    assert status == 200 and "Turn off the daily digest" in page
+    assert request(expired, "POST")[0] == 410
+    assert request(fresh[:-3] + ("xx/" if not fresh.endswith("xx/") else "yy/"), "POST")[0] == 400
+    # The mail client's one-click POST, over HTTP, without a cookie or a CSRF token.
+    status, page = request(fresh, "POST")
+    assert status == 200 and "Daily digest turned off" in page
+    assert not User.objects.get(pk=alice.pk).receive_notification_email
+    assert User.objects.get(pk=bob.pk).receive_notification_email
+    # The change retired the link.
+    assert request(fresh, "POST")[0] == 410
 
 
 # --- The schedule and the command ------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
 
 import pytest
 from django.core import signing
@@ -13,9 +14,12 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
 from notifications import digest, email
-from notifications.digest import Item, build_contents, subject
+from notifications.digest import Item, UnsubscribeToken, build_contents, subject
+from notifications.digest import TokenState as State
 
 A, B = "alice@example.com", "bob@example.com"
+ALICE = digest.Recipient(42, A, UUID("0b3c2d5e-8f1a-4b6c-9d7e-1f2a3b4c5d6e"))
+VALID, EXPIRED, INVALID = State.VALID, State.EXPIRED, State.INVALID
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
@@ -86,32 +90,51 @@ def test_the_subject_counts_notifications_not_clusters() -> None:
 def test_both_parts_render_the_same_lines_and_the_html_escapes_names() -> None:
     evil = "<img src=x onerror=alert(1)>"
     contents = build_contents([item(1, 0, name=evil), item(2, 1)], A, cap=1)
-    mail = digest.render(digest.Recipient(42, A), contents, unread=9)
+    mail = digest.render(ALICE, contents, unread=9)
     assert mail.subject == "You have 9 unread notifications on GraphSpace"
     assert "You have 9 unread notifications on GraphSpace; 2 of them are new since your last digest." in mail.text
     assert "- You uploaded graph g2" in mail.text and "...and 1 more: https://graphspace.example.org/notifications/" in mail.text
     assert evil not in mail.html and "&lt;img src=x" not in mail.html  # capped away
-    shown = digest.render(digest.Recipient(42, A), build_contents([item(1, 0, name=evil)], A, cap=1), unread=1)
+    shown = digest.render(ALICE, build_contents([item(1, 0, name=evil)], A, cap=1), unread=1)
     assert evil in shown.text and evil not in shown.html and "You uploaded graph &lt;img src=x onerror=alert(1)&gt;" in shown.html
-    assert mail.headers["List-Unsubscribe"] == f"<{digest.unsubscribe_url(42)}>"
+    link = mail.headers["List-Unsubscribe"]
+    assert link.startswith("<https://graphspace.example.org/digest/unsubscribe/") and link.endswith("/>")
+    assert digest.read_unsubscribe_token(link.split("/")[-2]) == UnsubscribeToken(VALID, 42, ALICE.nonce.hex)
     assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
-def test_an_unsubscribe_token_names_its_user_and_nothing_else() -> None:
-    token = digest.unsubscribe_token(42)
-    assert digest.user_id_from_token(token) == 42
-    assert digest.user_id_from_token(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
-    assert digest.user_id_from_token(token.replace(token.split(":")[0], digest.unsubscribe_token(43).split(":")[0])) is None
-    # Signed by this site, but for another purpose or under another salt.
-    other_purpose = signing.Signer(salt=digest.UNSUBSCRIBE_SALT).sign_object({"u": 42, "p": "password-reset"})
-    other_salt = signing.Signer(salt="accounts.password-reset").sign_object({"u": 42, "p": digest.UNSUBSCRIBE_PURPOSE})
-    assert digest.user_id_from_token(other_purpose) is None
-    assert digest.user_id_from_token(other_salt) is None
-    # Django's other token format (with a timestamp), under the same salt.
-    assert digest.user_id_from_token(signing.dumps({"u": 42, "p": digest.UNSUBSCRIBE_PURPOSE},
-                                                   salt=digest.UNSUBSCRIBE_SALT)) is None
-    assert digest.user_id_from_token(signing.Signer(salt=digest.UNSUBSCRIBE_SALT).sign_object({"u": "42"})) is None
-    assert digest.user_id_from_token("not-a-token") is None
+def test_an_unsubscribe_token_names_its_user_and_their_nonce_and_nothing_else() -> None:
+    token = digest.unsubscribe_token(ALICE)
+    assert digest.read_unsubscribe_token(token) == UnsubscribeToken(VALID, 42, ALICE.nonce.hex)
+    # Signed, not encrypted: the nonce is in it, so only the user's own emails hold it.
+    bob = digest.Recipient(43, B, uuid4())
+    forged = [
+        token[:-1] + ("A" if token[-1] != "A" else "B"),  # altered signature
+        digest.unsubscribe_token(bob).split(":")[0] + token[token.index(":"):],  # bob's payload, alice's signature
+        # Signed by this site, dated, but for another purpose or under another salt.
+        signing.dumps({"u": 42, "n": ALICE.nonce.hex, "p": "password-reset"}, salt=digest.UNSUBSCRIBE_SALT),
+        signing.dumps({"u": 42, "n": ALICE.nonce.hex, "p": digest.UNSUBSCRIBE_PURPOSE}, salt="accounts.reset"),
+        # Dated and for this, but naming no user or no nonce as it should.
+        signing.dumps({"u": "42", "n": ALICE.nonce.hex, "p": digest.UNSUBSCRIBE_PURPOSE}, salt=digest.UNSUBSCRIBE_SALT),
+        signing.dumps({"u": True, "n": ALICE.nonce.hex, "p": digest.UNSUBSCRIBE_PURPOSE}, salt=digest.UNSUBSCRIBE_SALT),
+        signing.dumps({"u": 42, "p": digest.UNSUBSCRIBE_PURPOSE}, salt=digest.UNSUBSCRIBE_SALT),
+        signing.dumps([42], salt=digest.UNSUBSCRIBE_SALT),
+        "not-a-token",
+    ]
+    for bad in forged:
+        assert digest.read_unsubscribe_token(bad) == UnsubscribeToken(INVALID), bad
+
+
+def test_an_unsubscribe_token_expires_after_60_days() -> None:
+    now = datetime.now(UTC)
+    fresh = digest.unsubscribe_token(ALICE, issued_at=now - timedelta(days=59, hours=23))
+    old = digest.unsubscribe_token(ALICE, issued_at=now - timedelta(days=60, minutes=1))
+    assert digest.UNSUBSCRIBE_MAX_AGE == timedelta(days=60)
+    assert digest.read_unsubscribe_token(fresh).state is VALID
+    assert digest.read_unsubscribe_token(old) == UnsubscribeToken(EXPIRED)
+    # The undated links of emails sent before links expired count as expired, not as forged.
+    undated = signing.Signer(salt=digest.UNSUBSCRIBE_SALT).sign_object({"u": 42, "p": digest.UNSUBSCRIBE_PURPOSE})
+    assert digest.read_unsubscribe_token(undated) == UnsubscribeToken(EXPIRED)
 
 
 class Refusing(BaseEmailBackend):
