@@ -368,6 +368,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "kafka": {"level": "WARNING"},
+        # Failures and lockouts are warnings; every successful login at INFO is noise.
+        "axes": {"level": "WARNING"},
     },
 }
 
