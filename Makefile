@@ -14,10 +14,12 @@ services:
 stop:
 	bash scripts/services.sh stop
 
-# Print the benchmark figures (query times for 10,000 notifications, events/s end to end).
+# Every benchmark against a stack of its own on free ports, then one table of figures beside
+# the baselines and targets (also written to var/bench/latest.md). BENCH_ROWS=200000 for a
+# quicker storage fill; `.venv/bin/python -m benchmarks -k NAME` runs some.
 bench:
 	bash scripts/setup.sh dev
-	.venv/bin/python -m pytest benchmarks -s -p no:warnings -q
+	.venv/bin/python -m benchmarks
 
 # The fault-injection suite at the issue's sizes (CHAOS_SCALE=small for a quick run): it starts
 # a stack of its own on free ports, injects faults by process id and prints one table.

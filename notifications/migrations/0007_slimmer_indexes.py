@@ -68,4 +68,18 @@ DO $$ DECLARE i text; BEGIN
 END $$;
 """
 
-Migration.operations += [migrations.RunSQL(_COUNTERS, migrations.RunSQL.noop)]
+# The previews read the newest 3 items of each cluster on a page (notifications/queries.py).
+# Most clusters are small, so ANALYZE estimates a few rows per cluster, and the planner
+# then prefers a bitmap scan that reads every item of the cluster and sorts them: 7 ms for
+# a user whose clusters hold 200 items each, growing with them. Telling it that clusters are
+# large (1 in 100 rows, not the measured few) makes it walk the (cluster, created_at, id)
+# index and stop after three: 0.19 ms. Nothing else filters on cluster_id alone.
+_CLUSTER_SIZES = """
+ALTER TABLE owner_notification ALTER COLUMN cluster_id SET (n_distinct = -0.01);
+ALTER TABLE group_notification ALTER COLUMN cluster_id SET (n_distinct = -0.01);
+"""
+
+Migration.operations += [
+    migrations.RunSQL(_COUNTERS, migrations.RunSQL.noop),
+    migrations.RunSQL(_CLUSTER_SIZES, migrations.RunSQL.noop),
+]
