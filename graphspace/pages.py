@@ -70,7 +70,7 @@ def _json_text(value: Any) -> str:
 def home(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     mine = Graph.objects.filter(owner=user)
-    shared = Graph.objects.filter(shared_groups__groupmember__user=user).exclude(owner=user).distinct()
+    shared = permissions.shared_with(user)
     groups = permissions.my_groups(user)
     return render(request, "graphspace/home.html", {
         "graph_count": mine.count(),
@@ -102,7 +102,7 @@ def _graphs_page(request: HttpRequest, form: django_forms.Form | None = None) ->
         graphs = graphs.filter(name__icontains=search)
     sections = [
         ("mine", "My graphs", graphs.filter(owner=user)),
-        ("shared", "Shared with me", graphs.filter(shared_groups__groupmember__user=user).exclude(owner=user).distinct()),
+        ("shared", "Shared with me", permissions.shared_with(user, graphs)),
         ("public", "Public graphs", graphs.filter(is_public=True).exclude(owner=user)),
     ]
     failed = form is not None

@@ -27,6 +27,12 @@ def readable_graphs(user: User) -> QuerySet[Graph]:
     ).distinct()
 
 
+def shared_with(user: User, graphs: QuerySet[Graph] | None = None) -> QuerySet[Graph]:
+    """Others' graphs shared with a group the user belongs to ("Shared with me")."""
+    graphs = Graph.objects.all() if graphs is None else graphs
+    return graphs.filter(shared_groups__groupmember__user=user).exclude(owner=user).distinct()
+
+
 def can_read_graph(user: User, graph: Graph) -> bool:
     if user.is_admin or graph.owner_id == user.id or graph.is_public:
         return True
