@@ -13,6 +13,7 @@ import requests
 from django.conf import settings
 from django.test import Client
 
+from benchmarks.record import record
 from graphspace.models import User
 from notifications.events import new_event
 from notifications.persist import persist_events
@@ -79,3 +80,11 @@ def test_bench_count_and_first_page_under_concurrent_clients(people: People, web
             answers, errors, ms = hammer(f"{web}{path}", cookies, clients)
             print(f"{name:>10}, {clients:>2} clients: {answers} requests, {errors} HTTP 5xx, "
                   f"p50 {statistics.median(ms):.1f} ms, p99 {pct(ms, 99):.1f} ms")
+            baseline = {("/count", 1): "48 ms p99", ("first page", 1): "55 ms p99",
+                        ("/count", 20): "406 of 2,000 HTTP 500s; 526 ms p99",
+                        ("first page", 20): "728 of 2,000 HTTP 500s; 732 ms p99"}[(name, clients)]
+            target = {("/count", 1): "<= 10 ms p99", ("first page", 1): "<= 20 ms p99"}.get((name, clients),
+                                                                                          "0 errors; <= 100 ms p99")
+            record("http", f"{name} over HTTP (daphne), {clients} client(s)",
+                   f"{errors} of {answers} HTTP 5xx; p50 {statistics.median(ms):.1f} / p99 {pct(ms, 99):.1f} ms",
+                   baseline=baseline, target=target)
