@@ -41,7 +41,7 @@ def _credential_key(email: str, password: str) -> str:
     return hashlib.sha256(f"{settings.SECRET_KEY}\0{email}\0{password}".encode()).hexdigest()
 
 
-def basic_auth_user(header: str) -> User | None:
+def basic_auth_user(header: str, request: HttpRequest) -> User | None:
     if not header.startswith("Basic "):
         return None
     try:
@@ -60,7 +60,10 @@ def basic_auth_user(header: str) -> User | None:
         user = User.objects.filter(pk=hit[0], is_active=True).first()
         if user is not None and user.email == email:
             return user
-    user = authenticate(username=email, password=password)
+    # With the request, so that the login throttle (django-axes) counts this attempt for this
+    # email and address, and refuses it while they are locked out. A pair verified above is
+    # not a guess and skips that check.
+    user = authenticate(request, username=email, password=password)
     if user is None:
         return None
     with _verified_lock:
@@ -76,7 +79,7 @@ _csrf = CsrfViewMiddleware(lambda request: HttpResponse())
 def request_user(request: HttpRequest) -> User | None:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
-        return basic_auth_user(header)
+        return basic_auth_user(header, request)
     if request.user.is_authenticated:
         # A browser's cookie is sent with any site's form: a change made on the strength of
         # the session alone must carry the CSRF token (Basic-auth calls need none).
