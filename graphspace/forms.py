@@ -61,6 +61,8 @@ def _no_constant(name: str) -> Any:
 class TagsField(forms.CharField):
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         text = super().to_python(value)
+        if "\x00" in text:  # the NUL validator would see the list's repr, not the text
+            raise forms.ValidationError("Null characters are not allowed.")
         return [tag.strip() for tag in text.split(",") if tag.strip()]
 
 

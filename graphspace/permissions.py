@@ -70,9 +70,10 @@ def can_add_layout(user: User, graph: Graph) -> bool:
 
 
 def can_read_layout(user: User, layout: Layout) -> bool:
-    if user.is_admin or layout.owner_id == user.id:
+    """Its graph first: a layout never shows a graph its owner can no longer see."""
+    if user.is_admin:
         return True
-    return layout.is_shared and can_read_graph(user, layout.graph)
+    return (layout.owner_id == user.id or layout.is_shared) and can_read_graph(user, layout.graph)
 
 
 def can_edit_layout(user: User, layout: Layout) -> bool:

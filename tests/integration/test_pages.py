@@ -459,3 +459,32 @@ def test_it_escapes_what_users_typed(people: People, client: Client) -> None:
     # The success message repeats the name too.
     response = client.post("/graphs/", {"name": XSS + "!", "graph_json": json.dumps(GRAPH)}, follow=True)
     assert "Uploaded graph &lt;img src=x onerror=alert(1)&gt;!." in text(response) and "<img" not in text(response)
+
+
+def test_a_layout_of_a_graph_no_longer_readable_is_not_found(people: People, client: Client, capture: Capture) -> None:
+    """Bob laid out alice's public graph; once she makes it private his layout shows nothing
+    of it: not in the API, not on a page (a failed form would render the graph)."""
+    graph = graph_of(people.alice, "Secret", is_public=True)
+    layout = actions.create_layout(people.bob, graph, name="Bobs")
+    actions.update_graph(people.alice, graph, is_public=False)
+    login(client, people.bob)
+    with capture() as callbacks:
+        for url, data in [
+            (f"/graphs/{graph.id}/layouts/{layout.id}/update/", {"name": "", "positions_json": "[1]"}),
+            (f"/graphs/{graph.id}/layouts/{layout.id}/share/", {"is_shared": "1"}),
+            (f"/graphs/{graph.id}/layouts/{layout.id}/delete/", {}),
+        ]:
+            response = client.post(url, data)
+            assert response.status_code == 404, url
+            assert "Secret" not in text(response)
+    assert callbacks == [] and Layout.objects.filter(pk=layout.id).exists()
+
+
+def test_a_form_error_names_the_field_and_keeps_the_input(people: People, client: Client) -> None:
+    login(client, people.alice)
+    response = client.post("/groups/", {"name": "x" * 300, "description": "kept"})
+    assert response.status_code == 400
+    assert "Group name cannot be more than 256 characters long." in text(response) and "kept" in text(response)
+    response = client.post("/graphs/", {"name": "G", "graph_json": json.dumps(GRAPH), "tags": "a\x00b"})
+    assert response.status_code == 400 and "Null characters are not allowed." in text(response)
+    assert not Graph.objects.exists() and not Group.objects.exists()
