@@ -38,6 +38,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from graphspace import metrics
 from graphspace.models import User
 from notifications import email
 from notifications.models import Digest, GroupNotification, OwnerNotification
@@ -513,6 +514,7 @@ def send_chunk(user_ids: Sequence[int], period: date, connection: BaseEmailBacke
                     results[c.recipient.user_id] = result[1]
     finally:
         # Also when something unforeseen stops the loop: what the server accepted is recorded.
+        metrics.digest_emails_sent.inc(len(accepted))
         held = record(accepted, unsent, timezone.now())
     for a in accepted:
         if a.claim.id not in held:

@@ -31,6 +31,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
+from prometheus_client import REGISTRY
 
 from graphspace.celery import app
 from graphspace.models import Group, User
@@ -479,10 +480,12 @@ def test_one_refused_recipient_fails_alone_in_its_chunk(people: People, mailbox:
     for user in (alice, bob, carol):
         uploads(user, 2)
     mailbox.unknown.add(bob.email)
+    counted = REGISTRY.get_sample_value("graphspace_digest_emails_sent_total") or 0.0
 
     results = digest.send_chunk([alice.id, bob.id, carol.id], today())
 
     # It should send alice's and carol's over the same session, and record bob's refusal.
+    assert (REGISTRY.get_sample_value("graphspace_digest_emails_sent_total") or 0.0) == counted + 2
     assert [results[u.id].outcome for u in (alice, bob, carol)] == [Outcome.SENT, Outcome.FAILED, Outcome.SENT]
     refusal = results[bob.id].error
     assert isinstance(refusal, digest.email.TransportError) and refusal.permanent and not results[bob.id].retryable

@@ -1,6 +1,6 @@
 """`python manage.py send_digests`: the daily digest, now.
 
-By default in this process, user after user (the same per-user code the Celery task runs);
+By default in this process, chunk after chunk (the same code the Celery chunk tasks run);
 with --queue, through Celery exactly as beat starts it at night.
 """
 
