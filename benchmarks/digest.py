@@ -49,6 +49,7 @@ if __name__ == "__main__":
 
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from graphspace.models import Group, User  # noqa: E402
@@ -156,9 +157,9 @@ def measure(path: str, users: int, per_user_count: int, runs: int, out: Callable
     # One INFO line per email would be part of what is measured.
     logging.getLogger("notifications.digest").setLevel(logging.WARNING)
     samples: list[float] = []
-    with smtp_catcher() as (port, folder):
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    with smtp_catcher() as (port, folder), override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port,
+    ):
         for run in range(runs):
             seed(users, per_user_count)
             before = len(list(folder.iterdir()))
