@@ -1,5 +1,8 @@
 """Figures, not pass/fail timings: how long one event takes from the commit of the action that
-made it to its notification row, one event at a time (a quiet system, not a loaded one).
+made it to its notification row, one event at a time (a quiet system, not a loaded one); and,
+at a steady 50 and 200 events/s, from the commit to the frame that carries it to its
+recipient's open bell (a real websocket through daphne), with the count of events no frame
+carried.
 
 Runs against either design of graphspace/producer.py: the transactional outbox (the event is
 written in the action's transaction; the relay, woken by NOTIFY, publishes it) or the older
@@ -13,12 +16,18 @@ from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 
+import pytest
 from django.db import transaction
 
+from benchmarks.bell import Bells, session_cookies
+from benchmarks.bell import percentile as nearest_rank
 from graphspace import producer
+from graphspace.models import User
 from notifications.models import OwnerNotification
 from tests.conftest import People
+from tests.integration.conftest import wait_for
 
 EVENTS = 300
 WARM_UP = 20
@@ -70,3 +79,72 @@ def test_bench_latency_from_commit_to_row_one_event_at_a_time(people: People, pi
     print(f"\ncommit -> row, {len(measured)} events one at a time ({WARM_UP} warm-up dropped), "
           f"{design()}: p50 {percentile(measured, 50):.1f} ms, p90 {percentile(measured, 90):.1f} ms, "
           f"p99 {percentile(measured, 99):.1f} ms, max {measured[-1]:.1f} ms")
+
+
+# --- produce -> frame at a steady rate ------------------------------------------------------
+
+RATE_SECONDS = 10.0
+RATE_WARM_UP_SECONDS = 2.0
+BELLS = 50  # recipients, each with one open bell; the events go to them in turn
+TICK = 0.010  # events due within one tick are committed in one transaction
+
+
+@pytest.mark.parametrize("rate", [50, 200])
+def test_bench_latency_from_produce_to_frame_at_a_steady_rate(rate: int, pipeline: None, web: str) -> None:
+    users = User.objects.bulk_create([User(email=f"bell{rate}-{n}@example.com", password="x") for n in range(BELLS)])
+    bells = Bells(web)
+    try:
+        bells.open(session_cookies(users))
+        base = rate * 1_000_000
+        warm = int(rate * RATE_WARM_UP_SECONDS)
+        total = warm + int(rate * RATE_SECONDS)
+        committed: dict[int, float] = {}
+        started = time.perf_counter()
+        n = 0
+        while n < total:
+            due = started + n / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            # Every event due by the end of this tick, in one transaction.
+            upto = min(total, max(n + 1, int((time.perf_counter() + TICK - started) * rate)))
+            with transaction.atomic():
+                for k in range(n, upto):
+                    producer.send_message("owner", {
+                        "owner_email": users[k % BELLS].email, "message": f"New graph G{k} uploaded.",
+                        "resource": "graph", "resource_id": base + k, "resource_name": f"G{k}", "type": "upload"})
+            now = time.perf_counter()
+            for k in range(n, upto):
+                committed[k] = now
+            n = upto
+        offered = total / (time.perf_counter() - started)
+        rows = OwnerNotification.objects.filter(resource_id__gte=base, resource_id__lt=base + total)
+        wait_for(lambda: rows.count() >= total, timeout=120, what=f"{total} rows")
+        # Frames of the last batch are on their way.
+        time.sleep(2.0)
+        assert rows.count() == total, "every event's row, exactly once"
+
+        carried: dict[int, float] = {}
+        told: dict[int, int] = defaultdict(int)  # per recipient: items carried + `more`
+        for frame in bells.frames:
+            items = frame.message.get("items", [])
+            told[frame.user_id] += len(items) + int(frame.message.get("more", 0))
+            for item in items:
+                k = int(item["resource_id"]) - base
+                if 0 <= k < total:
+                    carried.setdefault(k, frame.at)
+        expected_per_user: dict[int, int] = defaultdict(int)
+        for k in range(total):
+            expected_per_user[users[k % BELLS].pk] += 1
+        not_carried = total - len(carried)
+        unannounced = sum(max(0, expected_per_user[u] - told[u]) for u in expected_per_user)
+        measured = sorted((carried[k] - committed[k]) * 1000 for k in range(warm, total) if k in carried)
+        print(f"\nproduce -> bell frame at {rate} events/s (offered {offered:.0f}/s for {total / offered:.1f} s, "
+              f"{BELLS} recipients with one open socket each, first {RATE_WARM_UP_SECONDS:.0f} s dropped): "
+              f"p50 {nearest_rank(measured, 50):.1f} ms, p90 {nearest_rank(measured, 90):.1f} ms, "
+              f"p99 {nearest_rank(measured, 99):.1f} ms, max {measured[-1] if measured else math.nan:.1f} ms "
+              f"[target p50 <= 50, p99 <= 150 ms]; events in no frame's items: {not_carried} of {total}, "
+              f"of those not even counted in a frame's `more`: {unannounced} [target 0]; "
+              f"frames {len(bells.frames)}, sockets closed by the server {bells.closed()}")
+    finally:
+        bells.close()

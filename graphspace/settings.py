@@ -243,6 +243,11 @@ KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="graphspace-notif
 # Tansu makes a consumer's first join wait session_timeout / 2: keep it short.
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
 KAFKA_BATCH_MAX = env.int("KAFKA_BATCH_MAX", default=500)
+# A batch is due when it holds KAFKA_BATCH_MAX messages or this long after its first message
+# (kafka_bridge/batching.py): one Celery task and one offset commit per batch.
+KAFKA_BATCH_WAIT_MS = env.int("KAFKA_BATCH_WAIT_MS", default=20)
+# ... and while a task still waits in the Celery queue (the workers are busy), up to this long.
+KAFKA_BATCH_WAIT_BUSY_MS = env.int("KAFKA_BATCH_WAIT_BUSY_MS", default=500)
 KAFKA_POLL_TIMEOUT_MS = env.int("KAFKA_POLL_TIMEOUT_MS", default=200)
 # The longest the broker holds the bridge's fetch when there is nothing new (kafka_bridge/backend.py).
 # Lower means lower latency (20: commit-to-row 236 -> 18 ms p50 on Tansu) but, on Tansu, smaller
@@ -324,6 +329,11 @@ CHANNEL_LAYERS = {
                 "socket_connect_timeout": 5,
             }],
             "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
+            # Messages waiting per channel key before new ones are dropped. Every socket of one
+            # daphne process shares its process's key, so this must hold the largest burst a
+            # process receives at once: a share into a big group sends one frame to each of its
+            # open sockets (channels-redis's 100 dropped 87 of 1,000 frames).
+            "capacity": env.int("CHANNELS_CAPACITY", default=10_000),
         },
     }
 }

@@ -1,4 +1,8 @@
-"""The bridge's loop: poll -> validate -> submit one Celery task per batch -> commit.
+"""The bridge's loop: poll -> gather a batch -> validate -> submit one Celery task per batch -> commit.
+
+A batch is what several polls returned, until it holds `max_records` messages or
+`batch_wait_ms` have passed since its first one (kafka_bridge/batching.py says why): one task
+and one offset commit per batch, however short the broker's fetch wait.
 
 At-least-once by construction: an offset is committed only after the task that covers it
 was accepted by the Celery broker, and after every rejected message in it was kept as a dead
@@ -34,6 +38,7 @@ from typing import Any, Literal, Protocol
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from graphspace import metrics
+from kafka_bridge.batching import Accumulator
 from notifications.events import Event, InvalidEvent, parse_message
 
 log = logging.getLogger(__name__)
@@ -182,6 +187,12 @@ class Bridge:
         *,
         poll_timeout_ms: int = 200,
         max_records: int = 500,
+        # How long a batch may gather messages after its first one (0: one poll, one batch),
+        # and how long while a task still waits in the Celery queue (kafka_bridge/batching.py).
+        batch_wait_ms: int = 0,
+        batch_wait_busy_ms: int = 0,
+        # Whether the Celery queue is empty (no task waits for a worker); None: always.
+        queue_empty: Callable[[], bool] | None = None,
         backoff_start: float = 0.2,
         # A few seconds: a returning Redis is noticed soon, and the loop (one poll per retry)
         # beats often enough for any health check.
@@ -192,6 +203,8 @@ class Bridge:
         clock: Callable[[], float] = time.time,
         # Called once per turn of the loop, busy or idle (kafka_bridge/confirmations.py).
         on_turn: Callable[[], object] | None = None,
+        # Times a batch's wait (a clock that never goes back).
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.on_turn = on_turn
         self.consumer = consumer
@@ -199,6 +212,10 @@ class Bridge:
         self.topics = dict(topics)
         self.poll_timeout_ms = poll_timeout_ms
         self.max_records = max_records
+        self.monotonic = monotonic
+        # The batch being gathered: polled, not yet validated, handed on or committed.
+        self.window = Accumulator(max_records, batch_wait_ms / 1000, batch_wait_busy_ms / 1000)
+        self.queue_empty = queue_empty
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         self.sleep = sleep
@@ -226,28 +243,73 @@ class Bridge:
         self.shutdown = True
 
     def partitions_revoked(self, partitions: set[TopicPartition]) -> None:
-        """Called by the consumer's rebalance listener, inside poll."""
+        """Called by the consumer's rebalance listener, inside poll, while the partitions are
+        still this bridge's: the batch being gathered is handed on and committed now, so the
+        next owner reads on after it (or, if it cannot be handed on, read again from the
+        committed offsets: nothing is lost either way)."""
         self.revoked |= set(partitions)
+        if self.window.size:
+            self.flush("partitions revoked")
 
     def step(self) -> bool:
         """One poll. Returns whether it found work, so the loop idles only when it did not."""
         if self.held is not None:
             self._retry_held(self.held)
             return True
-        records = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
-        # Nothing was held: whatever a rebalance took, every batch before it was committed.
+        timeout = self.window.poll_timeout_ms(self.monotonic(), self.poll_timeout_ms)
+        records = self.consumer.poll(timeout_ms=timeout, max_records=self.window.room())
+        # Nothing was held: whatever a rebalance took, every batch before it was committed
+        # (partitions_revoked flushed the one being gathered).
         self.revoked.clear()
-        if not records:
+        self.window.add(records or {}, self.monotonic())
+        if not self.window.size:
             self.state = "idle"
             return False
         self.state = "busy"
-        batch = validate(records, self.topics)
+        if not self._batch_due():
+            return True
+        batch = validate(self.window.take(), self.topics)
         self.count_consumed(batch)
         if self._hand_on(batch, retry_in=self.backoff_start):
             self._commit(batch)
         else:
             self._hold(batch)
         return True
+
+    def _batch_due(self) -> bool:
+        now = self.monotonic()
+        if self.queue_empty is None:
+            return self.window.due(now)
+        # Full, or it has waited for busy workers as long as it may.
+        if self.window.due(now, queue_empty=False):
+            return True
+        if not self.window.waited(now):
+            return False
+        try:
+            return self.queue_empty()
+        except Exception as error:
+            # Redis away: hand the batch on; the submit will find out (and hold it).
+            log.debug("cannot see the Celery queue: %r", error)
+            return True
+
+    def flush(self, why: str) -> None:
+        """Hand on and commit the batch being gathered, once, before it is due (a revoke, a
+        stop). If that fails it is dropped uncommitted: the partitions' next reader, this
+        bridge or another, reads it again from the committed offsets."""
+        records = self.window.take()
+        batch = validate(records, self.topics)
+        self.count_consumed(batch)
+        try:
+            if self._hand_on(batch, retry_in=0):
+                self._commit(batch)
+                log.info("%s: batch of %d messages handed on early", why, batch.size)
+                return
+        except Exception:
+            log.exception("%s: could not commit a batch of %d messages handed on", why, batch.size)
+            return
+        self.stats.dropped += 1
+        metrics.batches_dropped.inc()
+        log.warning("%s: batch of %d messages not handed on, left uncommitted (read again later)", why, batch.size)
 
     def _hand_on(self, batch: Batch, *, retry_in: float) -> bool:
         """Keep the batch's rejections as dead letters, then submit its events, each part once.
@@ -404,6 +466,8 @@ class Bridge:
             except Exception:
                 log.exception("could not resume the partitions")
                 self.held = None
+        # A batch being gathered is read again too.
+        self.window.take()
         self.state = "idle"
         self.rewind()
 
@@ -434,6 +498,9 @@ class Bridge:
                     self.abandon()
                     self.sleep(delay)
                     delay = min(delay * 2, self.backoff_max)
+            # Stopping: the batch being gathered is handed on and committed, not left half-read.
+            if self.window.size and self.held is None:
+                self.flush("stopping")
         finally:
             self.consumer.close(autocommit=False)
             log.info("bridge stopped: %s", self.stats_line())

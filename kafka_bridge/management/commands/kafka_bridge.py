@@ -63,6 +63,9 @@ class Command(BaseCommand):
             on_turn=confirmations.check,
             poll_timeout_ms=settings.KAFKA_POLL_TIMEOUT_MS,
             max_records=settings.KAFKA_BATCH_MAX,
+            batch_wait_ms=settings.KAFKA_BATCH_WAIT_MS,
+            batch_wait_busy_ms=settings.KAFKA_BATCH_WAIT_BUSY_MS,
+            queue_empty=queue_empty,
             heartbeat=Heartbeat(Path(settings.BRIDGE_HEARTBEAT_FILE)) if settings.BRIDGE_HEARTBEAT_FILE else None,
             dead_letter=DeadLetterTopic(),
         )
