@@ -319,3 +319,30 @@ def test_a_uniqueness_race_ends_in_the_checks_4xx_not_an_integrity_error(transac
     assert response.status_code == 400, response.content
     assert response.json()["error_code"] == code
     assert response.json()["error_message"] == message
+
+
+def test_the_running_server_stays_up_after_malformed_requests(web: str, transactional_db: None) -> None:
+    """The same through the real web process (daphne): each gets its 4xx, and then it
+    answers a good request."""
+    import requests
+
+    alice = User.objects.create_user("alice@example.com", PASSWORD)
+    session = requests.Session()
+    session.auth = (alice.email, PASSWORD)
+    session.headers["Accept"] = "application/json"
+    bad = [
+        ("POST", "/api/v1/graphs/", big_body(), JSON, 413),
+        ("POST", "/api/v1/graphs/", json.dumps(graph_with(name=f"a{NUL}")), JSON, 400),
+        ("POST", "/api/v1/graphs/", json.dumps(graph_with(graph_json=deep_graph(600))), JSON, 400),
+        ("POST", "/api/v1/graphs/", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", JSON, 400),
+        ("GET", "/api/v1/graphs/?owner_email=alice@example.com&" + many_params(), None, None, 400),
+        ("GET", f"/api/v1/graphs/?owner_email=alice@example.com&limit={HUGE}", None, None, 400),
+        ("GET", "/api/v1/notifications/?until=9999-12-31", None, None, 400),
+    ]
+    for method, path, body, content_type, status in bad:
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = session.request(method, web + path, data=body, headers=headers, timeout=60)
+        assert response.status_code == status, (path[:80], response.status_code, response.text[:300])
+        assert response.json()["status_code"] == status
+    good = session.get(web + "/api/v1/graphs/?owner_email=alice@example.com", timeout=30)
+    assert good.status_code == 200 and good.json()["total"] == 0
