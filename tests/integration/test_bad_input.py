@@ -346,3 +346,48 @@ def test_the_running_server_stays_up_after_malformed_requests(web: str, transact
         assert response.json()["status_code"] == status
     good = session.get(web + "/api/v1/graphs/?owner_email=alice@example.com", timeout=30)
     assert good.status_code == 200 and good.json()["total"] == 0
+
+
+# --- the request schemas alone (graphspace/api/schemas.py), no server --------------------
+
+@pytest.mark.parametrize(("model", "data", "expected"), [
+    # What the official client sends, and the forms the original accepted.
+    ("GraphCreate", {"name": "G", "graph_json": {}, "is_public": 1, "tags": ["a"]}, {"is_public": True, "tags": ["a"]}),
+    ("GraphCreate", {"name": 5, "is_public": "0", "tags": None}, {"name": "5", "is_public": False, "tags": []}),
+    ("GraphCreate", {"is_public": True}, {"is_public": True}),
+    ("GraphUpdate", {"default_layout_id": "12"}, {"default_layout_id": 12}),
+    ("GraphUpdate", {"default_layout_id": 0}, {"default_layout_id": 0}),
+    ("LayoutCreate", {"name": "L", "is_shared": "1", "graph_id": "3"}, {"is_shared": True, "graph_id": 3}),
+    ("MemberAdd", {"member_id": "7"}, {"member_id": 7}),
+    ("NotificationSettings", {"receive_notification_email": "false"}, {"receive_notification_email": False}),
+    ("Page", {"limit": "0", "offset": str(2**31 - 1)}, {"limit": 0, "offset": 2**31 - 1}),
+])
+def test_a_schema_takes_what_the_client_sends(model: str, data: dict[str, Any], expected: dict[str, Any]) -> None:
+    from graphspace.api import schemas
+
+    parsed = schemas.validate(getattr(schemas, model), data)
+    assert {k: getattr(parsed, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(("model", "data", "message"), [
+    ("GraphCreate", {"is_public": "yes"}, "is_public must be 0 or 1."),
+    ("GraphCreate", {"is_public": 1.5}, "is_public must be 0 or 1."),
+    ("GraphCreate", {"tags": "bio"}, "tags must be a list of strings."),
+    ("GraphCreate", {"tags": [None]}, "tags.0 must be a string."),
+    ("GraphCreate", {"name": f"a{NUL}"}, "name must not contain NUL characters."),
+    ("GraphCreate", {"graph_json": nested(101)}, "graph_json is nested more than 100 levels deep."),
+    ("GraphUpdate", {"default_layout_id": "first"}, "default_layout_id must be an integer."),
+    ("GraphUpdate", {"default_layout_id": 2**63}, "default_layout_id Input should be less than or equal to 9223372036854775807."),
+    ("LayoutCreate", {"positions_json": [1]}, "positions_json Input should be a valid dictionary."),
+    ("MemberAdd", {"member_id": -1}, "member_id Input should be greater than or equal to 0."),
+    ("Page", {"limit": str(HUGE)}, "limit must be an integer."),
+    ("Page", {"offset": 2**31}, "offset Input should be less than or equal to 2147483647."),
+    ("GraphQuery", {"names": [f"a{NUL}"]}, "names.0 must not contain NUL characters."),
+    ("NotificationSettings", {"receive_notification_email": "maybe"}, "receive_notification_email must be true or false."),
+])
+def test_a_schema_refuses_a_bad_value_with_a_400_naming_it(model: str, data: dict[str, Any], message: str) -> None:
+    from graphspace.api import errors, schemas
+
+    with pytest.raises(errors.ApiError) as raised:
+        schemas.validate(getattr(schemas, model), data)
+    assert (raised.value.status, raised.value.code, raised.value.message) == (400, 1002, message)
