@@ -24,6 +24,8 @@ def cluster_key(*, topic: str, type: str, resource: str, group_id: int | None = 
     """What notifications must share to be one cluster (the recipient is the other half)."""
     if topic == "group":
         return f"group:{group_id}:{actor or ''}:{type}:{resource}"
+    if topic == "watching":
+        return f"watching:{actor or ''}:{type}:{resource}"
     return f"owner:{type}:{resource}"
 
 

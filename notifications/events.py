@@ -19,15 +19,30 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 SCHEMA_VERSION = 1
 
-Topic = Literal["owner", "group"]
-TOPICS: tuple[Topic, ...] = ("owner", "group")
+Topic = Literal["owner", "group", "watching"]
+TOPICS: tuple[Topic, ...] = ("owner", "group", "watching")
 
 # The seed's Table 1: which types and resource kinds each topic carries.
 OWNER_TYPES = ("upload", "create", "update", "delete")
 OWNER_RESOURCES = ("graph", "layout", "group")
 GROUP_TYPES = ("share", "unshare", "add", "remove")
 GROUP_RESOURCES = ("graph", "layout", "group_member")
+# The watching topic (issue 11): what happened to a watched graph or layout, or to a layout
+# of a watched graph. publish/unpublish: a graph made public or private.
+WATCHING_TYPES = ("create", "update", "delete", "share", "unshare", "publish", "unpublish")
+WATCHING_RESOURCES = ("graph", "layout")
+TOPIC_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "owner": (OWNER_TYPES, OWNER_RESOURCES),
+    "group": (GROUP_TYPES, GROUP_RESOURCES),
+    "watching": (WATCHING_TYPES, WATCHING_RESOURCES),
+}
+# At most this many (group, membership number) pairs on a watching event: the groups whose
+# members the action told by a group event (a graph shared with more groups than this is
+# refused at the action; GraphSpace graphs are shared with a handful).
+ANNOUNCED_GROUPS_MAX = 1000
 TYPE_RESOURCES: dict[str, tuple[str, ...]] = {
+    "publish": ("graph",),
+    "unpublish": ("graph",),
     "upload": ("graph",),
     "create": ("graph", "layout", "group"),
     "update": ("graph", "layout", "group"),
@@ -56,7 +71,7 @@ OCCURRED_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 OCCURRED_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 # Fields PostgreSQL stores as text: a NUL byte there makes it refuse the whole insert.
 _TEXT_FIELDS = ("type", "resource", "message", "resource_name", "owner_email", "actor_email", "member_email")
-_INTEGER_FIELDS = ("version", "resource_id", "group_id", "membership_seq")
+_INTEGER_FIELDS = ("version", "resource_id", "group_id", "membership_seq", "graph_id", "watch_seq")
 
 # The namespace that turns a Kafka position into a stable event id for a message that came
 # without one, so a redelivered copy of it is still recognised as the same event.
@@ -108,6 +123,13 @@ class Event(BaseModel):
     # Group topic: the group's membership number when the action committed; the recipients
     # are the members of that moment (notifications/persist.py).
     membership_seq: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
+    # Watching topic: the graph the event is about (the layout's graph for a layout), the
+    # watch number when the action committed (the watchers are those of that moment:
+    # notifications/persist.py), and the (group, membership number) pairs the same action
+    # told by group events, whose members the watching event leaves out (never twice).
+    graph_id: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
+    watch_seq: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
+    announced_groups: tuple[tuple[int, int | None], ...] = Field(default=(), max_length=ANNOUNCED_GROUPS_MAX)
     occurred_at: datetime
 
     @field_validator("owner_email", "actor_email", "member_email")
@@ -144,9 +166,7 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _fits_topic(self) -> Event:
-        types, resources = (
-            (OWNER_TYPES, OWNER_RESOURCES) if self.topic == "owner" else (GROUP_TYPES, GROUP_RESOURCES)
-        )
+        types, resources = TOPIC_KINDS[self.topic]
         if self.version != SCHEMA_VERSION:
             raise ValueError(f"unsupported schema version {self.version}")
         if self.type not in types:
@@ -159,6 +179,11 @@ class Event(BaseModel):
             raise ValueError("owner_email (the recipient) is required on the owner topic")
         if self.topic == "group" and self.group_id is None:
             raise ValueError("group_id is required on the group topic")
+        if self.topic == "watching" and self.graph_id is None:
+            raise ValueError("graph_id is required on the watching topic")
+        for gid, seq in self.announced_groups:
+            if not (0 <= gid <= BIGINT_MAX and (seq is None or 0 <= seq <= BIGINT_MAX)):
+                raise ValueError("announced_groups must hold (group id, membership number) pairs")
         return self
 
     @property

@@ -9,6 +9,8 @@ TEMPLATES: dict[tuple[str, str], str] = {
     ("create", "graph"): "New graph {name} created.",
     ("update", "graph"): "Graph {name} updated.",
     ("delete", "graph"): "Graph {name} deleted.",
+    ("publish", "graph"): "Graph {name} made public.",
+    ("unpublish", "graph"): "Graph {name} made private.",
     ("create", "layout"): "New layout {name} created.",
     ("update", "layout"): "Layout {name} updated.",
     ("delete", "layout"): "Layout {name} deleted.",

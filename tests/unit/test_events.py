@@ -70,8 +70,8 @@ def test_a_group_message_needs_its_group() -> None:
 
 
 def test_an_unknown_topic_is_rejected() -> None:
-    with pytest.raises(InvalidEvent, match="unknown topic 'watching'"):
-        parse_message("watching", raw(SEED_EXAMPLE), offset=1)
+    with pytest.raises(InvalidEvent, match="unknown topic 'following'"):
+        parse_message("following", raw(SEED_EXAMPLE), offset=1)
 
 
 def test_a_message_without_event_id_gets_one_from_its_position_so_redelivery_is_recognised() -> None:
