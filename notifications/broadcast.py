@@ -6,9 +6,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import connection
+
 from graphspace import metrics
 from graphspace.models import User
-from notifications.channels import send_to_users
+from notifications.channels import listening, send_to_users
 from notifications.models import GroupNotification, OwnerNotification
 from notifications.queries import unread_count, unread_counts
 from notifications.serializers import item_json
@@ -17,27 +19,59 @@ from notifications.serializers import item_json
 MAX_ITEMS = 20
 
 
+def _recipients(owner_ids: Sequence[int], group_ids: Sequence[int]) -> dict[str, list[tuple[str, int]]]:
+    """Each recipient's new rows, (kind, id), newest first, owner rows before group rows: one
+    query that reads no more than the index holds (a share into a group of 10,000 members
+    made 20,000 model instances and a 10,000-parameter IN list: 1.3 s of a 1.8 s broadcast)."""
+    owner, group = OwnerNotification._meta, GroupNotification._meta
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT 0, id, "{owner.get_field("owner").column}", created_at FROM "{owner.db_table}" WHERE id = ANY(%s) '
+            f'UNION ALL SELECT 1, id, "{group.get_field("member").column}", created_at FROM "{group.db_table}" '
+            "WHERE id = ANY(%s) ORDER BY 1, 4 DESC, 2 DESC",
+            [list(owner_ids), list(group_ids)],
+        )
+        rows: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for kind, row_id, email, _ in cursor.fetchall():
+            rows[email].append(("group" if kind else "owner", row_id))
+    return rows
+
+
 def broadcast(owner_ids: Sequence[int], group_ids: Sequence[int]) -> int:
-    """One message per recipient, sent in one coroutine. Four queries whatever the batch."""
-    per_user: dict[str, list[Any]] = defaultdict(list)
-    for row in OwnerNotification.objects.filter(id__in=owner_ids).order_by("-created_at", "-id"):
-        per_user[row.owner_id].append(item_json(row, row.owner_id))
-    rows = GroupNotification.objects.filter(id__in=group_ids).select_related("group").order_by("-created_at", "-id")
-    for row in rows:
-        per_user[row.member_id].append(item_json(row, row.member_id, row.group.name))
-    if not per_user:
+    """One message per recipient with an open page, sent from one coroutine. At most five
+    queries whatever the batch, and the rows are read in full, and the messages built, only
+    for the recipients who are listening: a share into a group of 10,000 members, 1,000 of
+    them online, builds 1,000 messages, not 10,000."""
+    if not owner_ids and not group_ids:
         return 0
-    emails = sorted(per_user)
-    user_ids = dict(User.objects.filter(email__in=emails).values_list("email", "id"))
+    rows = _recipients(owner_ids, group_ids)
+    if not rows:
+        return 0
+    user_ids = dict(User.objects.filter(email__in=sorted(rows)).values_list("email", "id"))
+    online = listening(user_ids.values())
+    emails = sorted(email for email, user_id in user_ids.items() if user_id in online)
+    if not emails:
+        return 0
+    shown = [row for email in emails for row in rows[email][:MAX_ITEMS]]
+    owners = OwnerNotification.objects.in_bulk([i for kind, i in shown if kind == "owner"])
+    groups = GroupNotification.objects.select_related("group").in_bulk([i for kind, i in shown if kind == "group"])
     counts = unread_counts(emails)
+
+    def item(email: str, kind: str, row_id: int) -> dict[str, Any]:
+        if kind == "owner":
+            return item_json(owners[row_id], email)
+        row = groups[row_id]
+        return item_json(row, email, row.group.name)
+
     messages = [
         (user_ids[email], {
             "type": "notifications.new",
-            "items": per_user[email][:MAX_ITEMS],
-            "more": max(0, len(per_user[email]) - MAX_ITEMS),
+            "items": [item(email, kind, i) for kind, i in rows[email][:MAX_ITEMS]
+                      if i in (owners if kind == "owner" else groups)],
+            "more": max(0, len(rows[email]) - MAX_ITEMS),
             "unread_count": counts.get(email, 0),
         })
-        for email in emails if email in user_ids
+        for email in emails
     ]
     sent = send_to_users(messages)
     metrics.notifications_broadcast.inc(sent)
