@@ -12,12 +12,18 @@ Group events carry the group's membership number as of the action (`membership_s
 that their recipients are the members of that moment however late the pipeline reads them:
 adds and removes bump the number under the group's row lock, and the actions that announce
 to a group read it under a share lock, which waits for a membership change in flight.
+
+Watching events (issue 11, docs/watching.md) work the same way with watch numbers: watching
+and unwatching a graph (or a layout of it) take an exclusive transaction-level advisory lock
+on the graph, an action announcing to its watchers a shared one, so the watch number the
+event takes is the one in force when it commits. Losing access ends a watch inside the
+action that took the access away.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -27,6 +33,7 @@ from graphspace import permissions, producer
 from graphspace.cyjs import GraphFormatError, normalise_graph_json, validate_style_json
 from graphspace.models import Graph, Group, GroupGraph, GroupMember, Layout, MembershipSpan, User
 from notifications.messages import message_text
+from notifications.models import Watch
 
 NAME_MAX = 256  # the name columns of graph, layout and group
 JSON_DEPTH_MAX = 100  # Cytoscape.js JSON is a few levels deep; Python's parser stops near 1,000
@@ -287,10 +294,12 @@ def _membership_now(group: Group) -> int:
 def _group_event(
     type: str, resource: str, obj_id: int, name: str, group: Group, actor: User,
     member_email: str | None = None, membership_seq: int | None = None,
-) -> None:
+) -> int:
+    """Returns the membership number the event carries."""
+    seq = _membership_now(group) if membership_seq is None else membership_seq
     message: dict[str, Any] = {
         "group_id": group.id,
-        "membership_seq": _membership_now(group) if membership_seq is None else membership_seq,
+        "membership_seq": seq,
         # The seed's group events carry the actor as owner_email.
         "owner_email": actor.email,
         "actor_email": actor.email,
@@ -303,6 +312,150 @@ def _group_event(
     if member_email:
         message["member_email"] = member_email
     producer.send_message("group", message)
+    return seq
+
+
+# --- watching (issue 11) ------------------------------------------------------------------
+
+WATCH_SEQ = "notification_watch_seq"
+_WATCH = Watch._meta.db_table
+
+
+def _lock_watches(graph_ids: Iterable[int], *, exclusive: bool) -> None:
+    """The graphs' watch locks, in id order (two actions never deadlock on them)."""
+    ids = sorted(set(graph_ids))
+    if not ids:
+        return
+    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count({lock}(hashtextextended('watch:graph:' || g, 0))) FROM "
+            "(SELECT g FROM unnest(%s::bigint[]) AS g ORDER BY g) AS ids",
+            [ids],
+        )
+
+
+def _next_watch_seq() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(%s)", [WATCH_SEQ])
+        return int(cursor.fetchone()[0])
+
+
+def _watching_event(
+    type: str, resource: str, obj_id: int, name: str, graph_id: int, actor: User, owner_email: str | None,
+    announced: Sequence[tuple[int, int]] = (), exclusive: bool = False,
+) -> None:
+    """Tell the watchers of the graph (and of the layout, for a layout) as of this action.
+
+    Under the graph's watch lock (shared: actions on one graph run side by side; exclusive
+    when the caller then ends watches), the watch number taken is in force at commit: a
+    watch or unwatch in flight is waited for, one that comes later waits for this commit.
+    Nothing is written when nobody watches (the usual case: no event, no cost downstream)."""
+    _lock_watches([graph_id], exclusive=exclusive)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT CASE WHEN EXISTS (SELECT 1 FROM "{_WATCH}" w WHERE w.graph_id = %s AND w.ended_seq IS NULL '
+            "AND (w.resource = 'graph' AND w.resource_id = %s OR w.resource = %s AND w.resource_id = %s)) "
+            "THEN nextval(%s) END",
+            [graph_id, graph_id, resource, obj_id, WATCH_SEQ],
+        )
+        seq = cursor.fetchone()[0]
+    if seq is None:
+        return
+    producer.send_message("watching", {
+        "graph_id": graph_id,
+        "watch_seq": int(seq),
+        "announced_groups": [list(pair) for pair in announced],
+        "owner_email": owner_email,
+        "actor_email": actor.email,
+        "message": message_text(type, resource, name),
+        "resource": resource,
+        "resource_id": obj_id,
+        "resource_name": name,
+        "type": type,
+    })
+
+
+# A watch ends when its watcher can no longer read what it watches: the graph gone, private
+# and not shared with a group of theirs; a layout gone or unshared. The rules of
+# permissions.can_read_graph and can_read_layout, as SQL over every open watch of the graphs.
+_END_LOST_WATCHES_SQL = f"""
+UPDATE "{_WATCH}" AS w SET ended_seq = nextval('{WATCH_SEQ}')
+ WHERE w.ended_seq IS NULL AND w.graph_id = ANY(%s::bigint[]) AND (%s::bigint[] IS NULL OR w.user_id = ANY(%s::bigint[]))
+   AND NOT (
+     EXISTS (SELECT 1 FROM "{Graph._meta.db_table}" g JOIN "{User._meta.db_table}" u ON u.id = w.user_id
+              WHERE g.id = w.graph_id AND (u.is_admin OR g.owner_id = w.user_id OR g.is_public OR EXISTS (
+                SELECT 1 FROM "{GroupGraph._meta.db_table}" gg
+                  JOIN "{GroupMember._meta.db_table}" gm ON gm.group_id = gg.group_id
+                 WHERE gg.graph_id = g.id AND gm.user_id = w.user_id)))
+     AND (w.resource = 'graph' OR EXISTS (SELECT 1 FROM "{Layout._meta.db_table}" l
+                                          WHERE l.id = w.resource_id AND (l.is_shared OR l.owner_id = w.user_id))))
+"""
+
+
+def _end_lost_watches(graph_ids: Iterable[int], user_ids: Sequence[int] | None = None) -> int:
+    """End the watches on these graphs (and their layouts) whose watchers lost access, in
+    the caller's transaction, under the graphs' exclusive watch locks. Returns how many."""
+    ids = sorted(set(graph_ids))
+    if not ids:
+        return 0
+    _lock_watches(ids, exclusive=True)
+    users = list(user_ids) if user_ids is not None else None
+    with connection.cursor() as cursor:
+        cursor.execute(_END_LOST_WATCHES_SQL, [ids, users, users])
+        return int(cursor.rowcount)
+
+
+def find_watchable(actor: User, resource: str, resource_id: int) -> tuple[int, int]:
+    """(graph id, resource id) of a graph or layout the actor may watch: one they read and do
+    not own. NotFound for anything they cannot read (one answer for missing and hidden)."""
+    if resource == Watch.GRAPH:
+        graph = Graph.objects.filter(pk=resource_id).first()
+        if graph is None or not permissions.can_read_graph(actor, graph):
+            raise NotFound("No such graph.")
+        if graph.owner_id == actor.id:
+            raise ActionError("You own this graph: you hear of it already.")
+        return graph.id, graph.id
+    if resource == Watch.LAYOUT:
+        layout = Layout.objects.select_related("graph").filter(pk=resource_id).first()
+        if layout is None or not permissions.can_read_layout(actor, layout):
+            raise NotFound("No such layout.")
+        if layout.owner_id == actor.id:
+            raise ActionError("You own this layout: you hear of it already.")
+        return layout.graph_id, layout.id
+    raise ActionError("resource must be 'graph' or 'layout'.")
+
+
+def watch(actor: User, resource: str, resource_id: int) -> Watch:
+    """Start watching (idempotent: an open watch is returned as it is)."""
+    graph_id, resource_id = find_watchable(actor, resource, resource_id)
+    with transaction.atomic():
+        _lock_watches([graph_id], exclusive=True)
+        existing = Watch.objects.filter(user=actor, resource=resource, resource_id=resource_id,
+                                        ended_seq__isnull=True).first()
+        if existing is not None:
+            return existing
+        # Access checked again under the lock: an unshare in flight has ended by now.
+        find_watchable(actor, resource, resource_id)
+        return Watch.objects.create(user=actor, resource=resource, resource_id=resource_id, graph_id=graph_id,
+                                    started_seq=_next_watch_seq())
+
+
+def unwatch(actor: User, resource: str, resource_id: int) -> bool:
+    """Stop watching (idempotent). Returns whether a watch ended."""
+    if resource not in (Watch.GRAPH, Watch.LAYOUT):
+        raise ActionError("resource must be 'graph' or 'layout'.")
+    with transaction.atomic():
+        open_watch = Watch.objects.filter(user=actor, resource=resource, resource_id=resource_id,
+                                          ended_seq__isnull=True).first()
+        if open_watch is None:
+            return False
+        _lock_watches([open_watch.graph_id], exclusive=True)
+        return bool(Watch.objects.filter(pk=open_watch.pk, ended_seq__isnull=True).update(ended_seq=_next_watch_seq()))
+
+
+def watches(actor: User) -> list[Watch]:
+    return list(Watch.objects.filter(user=actor, ended_seq__isnull=True).order_by("-started_seq"))
 
 
 # --- graphs ----------------------------------------------------------------------------
@@ -369,6 +522,13 @@ def update_graph(
         graph.save()
         if after != before:
             _owner_event("update", "graph", graph.id, graph.name, graph.owner, actor)
+            # One watching event per action: a change of visibility says most.
+            made = None if after[1] == before[1] else "publish" if graph.is_public else "unpublish"
+            if made == "unpublish":
+                # Watchers who could read it only because it was public stop here, untold.
+                _end_lost_watches([graph.id])
+            _watching_event(made or "update", "graph", graph.id, graph.name, graph.id, actor, graph.owner.email,
+                            exclusive=made == "unpublish")
     return graph
 
 
@@ -377,8 +537,12 @@ def delete_graph(actor: User, graph: Graph) -> None:
            _GRAPH_REFUSAL["delete"])
     with transaction.atomic():
         graph_id, name, owner = graph.id, graph.name, graph.owner
+        _lock_watches([graph_id], exclusive=True)
         graph.delete()
         _owner_event("delete", "graph", graph_id, name, owner, actor)
+        # The watchers hear of it, then their watches (of it and its layouts) end.
+        _watching_event("delete", "graph", graph_id, name, graph_id, actor, owner.email, exclusive=True)
+        _end_lost_watches([graph_id])
 
 
 # --- layouts ---------------------------------------------------------------------------
@@ -404,14 +568,18 @@ def create_layout(
         )
         _owner_event("create", "layout", layout.id, layout.name, actor, actor)
         if is_shared:
-            _announce_layout_share("share", layout, actor)
+            announced = _announce_layout_share("share", layout, actor)
+            _watching_event("create", "layout", layout.id, layout.name, graph.id, actor, actor.email, announced)
     return layout
 
 
-def _announce_layout_share(type: str, layout: Layout, actor: User) -> None:
-    """A shared layout becomes visible in every group its graph is shared with."""
-    for group in Group.objects.filter(groupgraph__graph_id=layout.graph_id).order_by("id"):
-        _group_event(type, "layout", layout.id, layout.name, group, actor)
+def _announce_layout_share(type: str, layout: Layout, actor: User) -> list[tuple[int, int]]:
+    """A shared layout becomes visible in every group its graph is shared with. Returns the
+    (group, membership number) pairs told, which the watching event leaves out."""
+    return [
+        (group.id, _group_event(type, "layout", layout.id, layout.name, group, actor))
+        for group in Group.objects.filter(groupgraph__graph_id=layout.graph_id).order_by("id")
+    ]
 
 
 def update_layout(
@@ -447,10 +615,23 @@ def update_layout(
         if is_shared is not None:
             layout.is_shared = bool(is_shared)
         layout.save()
-        if (layout.name, layout.positions_json, layout.style_json) != before:
+        changed = (layout.name, layout.positions_json, layout.style_json) != before
+        if changed:
             _owner_event("update", "layout", layout.id, layout.name, layout.owner, actor)
+        announced: list[tuple[int, int]] = []
         if layout.is_shared != was_shared:
-            _announce_layout_share("share" if layout.is_shared else "unshare", layout, actor)
+            announced = _announce_layout_share("share" if layout.is_shared else "unshare", layout, actor)
+        # Watchers of the graph and of the layout, once per action; a layout nobody else can
+        # see is nobody's news.
+        if layout.is_shared and not was_shared:
+            _watching_event("share", "layout", layout.id, layout.name, layout.graph_id, actor, layout.owner.email,
+                            announced)
+        elif was_shared and not layout.is_shared:
+            _watching_event("unshare", "layout", layout.id, layout.name, layout.graph_id, actor, layout.owner.email,
+                            announced, exclusive=True)
+            _end_lost_watches([layout.graph_id])
+        elif changed and layout.is_shared:
+            _watching_event("update", "layout", layout.id, layout.name, layout.graph_id, actor, layout.owner.email)
     return layout
 
 
@@ -458,9 +639,14 @@ def delete_layout(actor: User, layout: Layout) -> None:
     _allow(permissions.can_edit_layout(actor, layout), permissions.can_read_layout(actor, layout),
            "Only the layout's owner can delete it.")
     with transaction.atomic():
-        layout_id, name, owner = layout.id, layout.name, layout.owner
+        layout_id, name, owner, graph_id, shared = layout.id, layout.name, layout.owner, layout.graph_id, layout.is_shared
+        if shared:
+            _lock_watches([graph_id], exclusive=True)
         layout.delete()
         _owner_event("delete", "layout", layout_id, name, owner, actor)
+        if shared:
+            _watching_event("delete", "layout", layout_id, name, graph_id, actor, owner.email, exclusive=True)
+            _end_lost_watches([graph_id])
 
 
 # --- groups ----------------------------------------------------------------------------
@@ -517,8 +703,11 @@ def delete_group(actor: User, group: Group) -> None:
             raise NotFound("No such group.")
         group_id, name, owner = locked.id, locked.name, locked.owner
         group = locked
+        graph_ids = list(GroupGraph.objects.filter(group=group).values_list("graph_id", flat=True))
         group.delete()
         _owner_event("delete", "group", group_id, name, owner, actor)
+        # Members who read a graph only through this group stop watching it.
+        _end_lost_watches(graph_ids)
 
 
 def _already_member(member: User) -> AlreadyMember:
@@ -553,6 +742,7 @@ def remove_member(actor: User, group: Group, member: User) -> None:
             raise NoSuchUser()
         MembershipSpan.objects.filter(group=group, user=member, left_seq__isnull=True).update(left_seq=seq)
         _group_event("remove", "group_member", member.id, member.email, group, actor, member.email, seq)
+        _end_lost_watches(GroupGraph.objects.filter(group=group).values_list("graph_id", flat=True), [member.id])
 
 
 def _already_shared(graph: Graph, group: Group) -> Conflict:
@@ -582,3 +772,4 @@ def unshare_graph(actor: User, group: Group, graph: Graph) -> None:
         if not deleted:
             raise ActionError(f"Graph {graph.id} is not shared with group {group.id}.")
         _group_event("unshare", "graph", graph.id, graph.name, group, actor)
+        _end_lost_watches([graph.id])

@@ -44,6 +44,8 @@ def message_key(event: Event) -> str:
     """One recipient's or one group's events share a partition, so they stay in order."""
     if event.topic == "group":
         return f"group:{event.group_id}"
+    if event.topic == "watching":
+        return f"watching:{event.graph_id}"
     return f"owner:{event.owner_email}"
 
 

@@ -235,6 +235,7 @@ KAFKA_BOOTSTRAP_SERVERS = env.list("KAFKA_BOOTSTRAP_SERVERS", default=["127.0.0.
 KAFKA_TOPICS = {
     "owner": env.str("KAFKA_TOPIC_OWNER", default="owner"),
     "group": env.str("KAFKA_TOPIC_GROUP", default="group"),
+    "watching": env.str("KAFKA_TOPIC_WATCHING", default="watching"),
 }
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=1)
 # Where the bridge copies every message it rejects (kafka_bridge/dead_letter.py).

@@ -6,16 +6,20 @@ is a 404, the same answer as one that does not exist.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from django.db import transaction
 from django.http import HttpRequest
+from pydantic import BeforeValidator
 
+from graphspace import actions
 from graphspace.api import errors, schemas
 from graphspace.models import Group, User
-from notifications import marking, queries
+from notifications import marking, preferences, queries
 from notifications.broadcast import push_count
+from notifications.models import Watch
 from notifications.queries import BadFilter, Filters
+from notifications.recipients import KIND_TYPES, settings_view
 from notifications.serializers import cluster_json, item_json
 
 Answer = tuple[int, Any]
@@ -131,3 +135,102 @@ def put_settings(request: HttpRequest, user: User) -> Answer:
     # A set, never a toggle: sending the same value twice changes nothing.
     User.objects.filter(pk=user.pk).update(receive_notification_email=value)
     return 200, {"receive_notification_email": value}
+
+
+# --- watching and preferences (issue 11) ------------------------------------------------
+
+
+class WatchBody(schemas.Schema):
+    resource: Literal["graph", "layout"]
+    resource_id: schemas.Id
+
+
+Channel = Annotated[bool | None, BeforeValidator(lambda v: v if v is None else schemas._boolean(v))]
+
+
+class ChannelSettings(schemas.Schema):
+    site: Channel = None
+    email: Channel = None
+
+
+class PreferencesBody(schemas.Schema):
+    receive_notification_email: Channel = None
+    # {"watching": {"update": {"site": false}}}: only what is given is set.
+    kinds: dict[str, dict[str, ChannelSettings]] = {}
+
+
+class MuteBody(schemas.Schema):
+    muted: Annotated[bool, BeforeValidator(schemas._boolean)]
+
+
+def _domain(error: actions.DomainError, what: str) -> errors.ApiError:
+    """The notifications API's answers: 404 for what the user may not see, 400 otherwise."""
+    if isinstance(error, actions.NotFound):
+        return not_found(what)
+    return errors.bad_request(str(error))
+
+
+def watch_json(w: Watch) -> dict[str, Any]:
+    return {"resource": w.resource, "resource_id": w.resource_id, "graph_id": w.graph_id,
+            "since": w.created_at.isoformat().replace("+00:00", "Z")}
+
+
+def list_watches(request: HttpRequest, user: User) -> Answer:
+    return 200, {"watches": [watch_json(w) for w in actions.watches(user)]}
+
+
+def add_watch(request: HttpRequest, user: User) -> Answer:
+    wanted = schemas.body(request, WatchBody)
+    try:
+        watch = actions.watch(user, wanted.resource, wanted.resource_id)
+    except actions.DomainError as error:
+        raise _domain(error, wanted.resource.capitalize()) from None
+    return 200, watch_json(watch)
+
+
+def remove_watch(request: HttpRequest, user: User, resource: str, resource_id: int) -> Answer:
+    if resource_id > queries.BIGINT_MAX:
+        raise not_found("Watch")
+    try:
+        ended = actions.unwatch(user, resource, int(resource_id))
+    except actions.DomainError as error:
+        raise _domain(error, "Watch") from None
+    return 200, {"unwatched": ended}
+
+
+def _preferences_json(user: User) -> dict[str, Any]:
+    prefs = preferences.read(user)
+    return {
+        "receive_notification_email": User.objects.filter(pk=user.pk).values_list(
+            "receive_notification_email", flat=True).first() or False,
+        "kinds": settings_view(prefs),
+        "muted_groups": sorted(prefs.muted_groups),
+    }
+
+
+def get_preferences(request: HttpRequest, user: User) -> Answer:
+    return 200, _preferences_json(user)
+
+
+def put_preferences(request: HttpRequest, user: User) -> Answer:
+    body = schemas.body(request, PreferencesBody)
+    changes: list[preferences.Change] = []
+    for kind, types in body.kinds.items():
+        for type, channels in types.items():
+            if kind not in KIND_TYPES or type not in KIND_TYPES[kind]:
+                raise errors.bad_request(f"kinds.{kind[:40]}.{type[:40]} is not a kind and type of notification.")
+            changes.append(preferences.Change(kind, type, channels.site, channels.email))
+    preferences.set_many(user, changes, digest=body.receive_notification_email)
+    return 200, _preferences_json(user)
+
+
+def put_mute(request: HttpRequest, user: User, group_id: int) -> Answer:
+    muted = schemas.body(request, MuteBody).muted
+    if group_id > queries.BIGINT_MAX:
+        raise not_found("Group")
+    try:
+        group = actions.find_group(user, int(group_id))
+    except actions.DomainError as error:
+        raise _domain(error, "Group") from None
+    preferences.set_mute(user, group, muted)
+    return 200, {"group_id": group.id, "muted": muted}

@@ -41,8 +41,9 @@ from django.utils import timezone
 from graphspace import metrics
 from graphspace.models import User
 from notifications import email
-from notifications.models import Digest, GroupNotification, OwnerNotification
+from notifications.models import Digest, GroupNotification, OwnerNotification, WatchingNotification
 from notifications.queries import unread_counts
+from notifications.recipients import Preferences, in_digest
 from notifications.wording import cluster_text, item_text, name_preview
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ CHUNK_SECONDS = 60.0
 class Item:
     """One unread, not yet emailed notification, as the digest needs it."""
 
-    topic: str  # "owner" | "group"
+    topic: str  # "owner" | "group" | "watching"
     id: int
     type: str
     resource: str
@@ -132,7 +133,8 @@ def line_for(items: Sequence[Item], viewer: str) -> Line:
     first = items[0]
     where = f"{first.group_name}: " if first.topic == "group" and first.group_name else ""
     if len(items) == 1:
-        text = item_text(type=first.type, resource=first.resource, name=first.name, actor=first.actor, viewer=viewer)
+        text = item_text(type=first.type, resource=first.resource, name=first.name, actor=first.actor, viewer=viewer,
+                         topic=first.topic)
         return Line(where + text, "", 1, first.occurred_at, absolute(f"/notifications/open/{first.topic}/{first.id}/"))
     text = cluster_text(topic=first.topic, type=first.type, resource=first.resource, count=len(items),
                         actor=first.actor, viewer=viewer)
@@ -260,9 +262,12 @@ def current_period() -> date:
 # --- Selection -------------------------------------------------------------------------
 
 
-def _pending(model: type[OwnerNotification] | type[GroupNotification], recipient: OuterRef | str) -> Q:
-    field = "owner" if model is OwnerNotification else "member"
-    return Q(**{field: recipient}, is_read=False, is_email_sent=False)
+_RECIPIENT_FIELD = {OwnerNotification: "owner", GroupNotification: "member", WatchingNotification: "watcher"}
+
+
+def _pending(model: type[OwnerNotification] | type[GroupNotification] | type[WatchingNotification],
+             recipient: OuterRef | str) -> Q:
+    return Q(**{_RECIPIENT_FIELD[model]: recipient}, is_read=False, is_email_sent=False)
 
 
 def due_user_ids(period: date, after: int = 0, limit: int | None = None) -> list[int]:
@@ -271,10 +276,11 @@ def due_user_ids(period: date, after: int = 0, limit: int | None = None) -> list
     # Each EXISTS is a probe of the partial unread index of its table.
     owner = OwnerNotification.objects.filter(_pending(OwnerNotification, OuterRef("email")))
     group = GroupNotification.objects.filter(_pending(GroupNotification, OuterRef("email")))
+    watching = WatchingNotification.objects.filter(_pending(WatchingNotification, OuterRef("email")))
     sent = Digest.objects.filter(user=OuterRef("pk"), period=period, status=Digest.SENT)
     qs = (
         User.objects.filter(receive_notification_email=True, is_active=True, id__gt=after)
-        .filter(Exists(owner) | Exists(group))
+        .filter(Exists(owner) | Exists(group) | Exists(watching))
         .exclude(Exists(sent))
         .order_by("id")
         .values_list("id", flat=True)
@@ -289,20 +295,41 @@ def due_user_id_chunks(period: date, size: int) -> Iterator[list[int]]:
         after = chunk[-1]
 
 
+# The group and watching rows of the recipients, in one query (the chunk's budget stays
+# that of two tables): a watching row has no group, and carries its topic.
+_GROUP_AND_WATCHING_SQL = """
+SELECT 'group', n.member_email, n.id, n.type, n.resource, n.resource_name, n.resource_id, n.actor_email,
+       n.occurred_at, n.cluster_id, g.name
+  FROM group_notification n JOIN "group" g ON g.id = n.group_id
+ WHERE n.member_email = ANY(%(recipients)s::text[]) AND NOT n.is_read AND NOT n.is_email_sent
+UNION ALL
+SELECT 'watching', n.watcher_email, n.id, n.type, n.resource, n.resource_name, n.resource_id, n.actor_email,
+       n.occurred_at, n.cluster_id, NULL
+  FROM watching_notification n
+ WHERE n.watcher_email = ANY(%(recipients)s::text[]) AND NOT n.is_read AND NOT n.is_email_sent
+"""
+
+
 def pending_items(recipients: Sequence[str]) -> dict[str, list[Item]]:
-    """Each recipient's unread, not yet emailed notifications: one query per table for all
-    of them (each an `IN` probe of the table's partial unread index)."""
+    """Each recipient's unread, not yet emailed notifications: one query for the owner
+    table and one for the group and watching tables, for all of them."""
     fields = ("id", "type", "resource", "resource_name", "resource_id", "actor_email", "occurred_at", "cluster_id")
     found: dict[str, list[Item]] = {r: [] for r in recipients}
     for owner, pk, type_, resource, name, rid, actor, at, cluster in OwnerNotification.objects.filter(
         owner__in=recipients, is_read=False, is_email_sent=False,
     ).values_list("owner_id", *fields):
         found[owner].append(Item("owner", pk, type_, resource, name or str(rid), actor, at, cluster))
-    for member, pk, type_, resource, name, rid, actor, at, cluster, group in GroupNotification.objects.filter(
-        member__in=recipients, is_read=False, is_email_sent=False,
-    ).values_list("member_id", *fields, "group__name"):
-        found[member].append(Item("group", pk, type_, resource, name or str(rid), actor, at, cluster, group))
+    with connection.cursor() as cursor:
+        cursor.execute(_GROUP_AND_WATCHING_SQL, {"recipients": list(recipients)})
+        for topic, member, pk, type_, resource, name, rid, actor, at, cluster, group in cursor.fetchall():
+            found[member].append(Item(topic, pk, type_, resource, name or str(rid), actor, at, cluster, group))
     return found
+
+
+def for_email(items: Sequence[Item], prefs: Preferences) -> list[Item]:
+    """The items the recipient wants in the digest (their per-kind, per-type email settings).
+    The others stay unread on the site and are never emailed."""
+    return [i for i in items if in_digest(i.topic, i.type, prefs)]
 
 
 # --- Sending, once ---------------------------------------------------------------------
@@ -336,6 +363,8 @@ class Claim:
     id: int
     attempt: int
     recipient: Recipient
+    # What the user turned off for email (preference keys), read with the claim.
+    email_off: frozenset[str] = frozenset()
 
 
 _DIGEST = Digest._meta.db_table
@@ -357,7 +386,8 @@ WITH claimed AS (
         OR (d.status = '{Digest.SENDING}' AND d.claimed_at < %(expired)s)
     RETURNING d.id, d.attempts, d.user_id
 )
-SELECT c.id, c.attempts, u.id, u.email, u.digest_nonce
+SELECT c.id, c.attempts, u.id, u.email, u.digest_nonce,
+       ARRAY(SELECT p.kind || '.' || p.type FROM notification_preference p WHERE p.user_id = u.id AND NOT p.email)
   FROM claimed c JOIN "{_USER}" u ON u.id = c.user_id
  ORDER BY u.id
 """
@@ -374,8 +404,8 @@ def claim(user_ids: Sequence[int], period: date, now: datetime) -> list[Claim]:
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, {"users": sorted(set(user_ids)), "period": period, "now": now,
                                     "expired": now - lease()})
-        return [Claim(pk, attempt, Recipient(user_id, address, nonce))
-                for pk, attempt, user_id, address, nonce in cursor.fetchall()]
+        return [Claim(pk, attempt, Recipient(user_id, address, nonce), frozenset(email_off))
+                for pk, attempt, user_id, address, nonce, email_off in cursor.fetchall()]
 
 
 def _not_claimed(user_ids: Sequence[int], period: date, now: datetime) -> dict[int, Result]:
@@ -449,7 +479,8 @@ def record(accepted: Sequence[Accepted], unsent: Sequence[Unsent], now: datetime
                 "listed": [len(a.contents.listed) for a in accepted],
             })
             held = {row[0] for row in cursor.fetchall()}
-            for model, topic in ((OwnerNotification, "owner"), (GroupNotification, "group")):
+            for model, topic in ((OwnerNotification, "owner"), (GroupNotification, "group"),
+                                 (WatchingNotification, "watching")):
                 ids = [pk for a in accepted if a.claim.id in held for pk in a.contents.ids(topic)]
                 if ids:
                     model.objects.filter(id__in=ids, is_email_sent=False).update(is_email_sent=True, emailed_at=now)
@@ -505,7 +536,8 @@ def send_chunk(user_ids: Sequence[int], period: date, connection: BaseEmailBacke
     try:
         with contextlib.nullcontext(connection) if connection is not None else email.session() as mail_connection:
             for c in claims:
-                result = _send_one(c, items[c.recipient.email], unread.get(c.recipient.email, 0), mail_connection,
+                wanted = for_email(items[c.recipient.email], Preferences(email_off=c.email_off))
+                result = _send_one(c, wanted, unread.get(c.recipient.email, 0), mail_connection,
                                    out_of_time=time.monotonic() > deadline)
                 if isinstance(result, Accepted):
                     accepted.append(result)

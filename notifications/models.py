@@ -10,6 +10,8 @@ OWNER_TYPE_CHOICES = [(t, t) for t in ("create", "upload", "update", "delete")]
 OWNER_RESOURCE_CHOICES = [(r, r) for r in ("graph", "layout", "group")]
 GROUP_TYPE_CHOICES = [(t, t) for t in ("share", "unshare", "add", "remove")]
 GROUP_RESOURCE_CHOICES = [(r, r) for r in ("graph", "layout", "group_member")]
+WATCHING_TYPE_CHOICES = [(t, t) for t in ("create", "update", "delete", "share", "unshare", "publish", "unpublish")]
+WATCHED_RESOURCE_CHOICES = [(r, r) for r in ("graph", "layout")]
 
 
 class NotificationCluster(models.Model):
@@ -130,6 +132,106 @@ class GroupNotification(NotificationBase):
             # group_notif_newest and a filter).
             models.Index(fields=["group"], name="group_notif_group"),
             models.Index(fields=["cluster", "-created_at", "-id"], name="group_notif_cluster"),
+        ]
+
+
+class WatchingNotification(NotificationBase):
+    """The third kind (issue 11): something happened to a graph or layout the recipient
+    watches. A table of its own, like the other two: its own recipient column, unique key,
+    indexes and unread-counter triggers (migration 0008); docs/watching.md says why."""
+
+    type = models.CharField(max_length=16, choices=WATCHING_TYPE_CHOICES)
+    resource = models.CharField(max_length=16, choices=WATCHED_RESOURCE_CHOICES)
+    watcher = models.ForeignKey(
+        User,
+        to_field="email",
+        db_column="watcher_email",
+        on_delete=models.CASCADE,
+        related_name="watching_notifications",
+        db_index=False,
+    )
+    # The graph the event is about (a layout's graph); no foreign key: the row outlives it.
+    graph_id = models.BigIntegerField()
+
+    class Meta:
+        db_table = "watching_notification"
+        constraints = [
+            models.UniqueConstraint(fields=["event_id", "watcher"], name="watching_notification_once")
+        ]
+        indexes = [
+            models.Index(fields=["watcher", "-created_at"], name="watching_notif_newest"),
+            models.Index(fields=["cluster", "-created_at", "-id"], name="watching_notif_cluster"),
+        ]
+
+
+class Watch(models.Model):
+    """A user watching a graph or a layout, as a span of watch numbers (like a group's
+    membership spans): `started_seq` when they began, `ended_seq` when they stopped or lost
+    access. Numbers come from one sequence (`notification_watch_seq`); a watching event
+    carries the number taken when its action committed, and its recipients are the watches
+    on at that number, however late the pipeline runs (docs/watching.md). Rows outlive the
+    graph or layout (no foreign key): a late event about a deleted graph still finds them."""
+
+    GRAPH = "graph"
+    LAYOUT = "layout"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_index=False)
+    resource = models.CharField(max_length=16, choices=WATCHED_RESOURCE_CHOICES)
+    resource_id = models.BigIntegerField()
+    # The graph of the watched resource (itself, or the layout's graph): losing access to it
+    # ends every watch on it and its layouts.
+    graph_id = models.BigIntegerField()
+    started_seq = models.BigIntegerField()
+    # Null while watching.
+    ended_seq = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "notification_watch"
+        constraints = [
+            # One open watch per user and resource (watching twice is one watch).
+            models.UniqueConstraint(
+                fields=["user", "resource", "resource_id"], condition=models.Q(ended_seq__isnull=True),
+                name="watch_open_once",
+            )
+        ]
+        indexes = [
+            # "The watchers of R at number S" (persist).
+            models.Index(fields=["resource", "resource_id", "started_seq"], name="watch_by_resource"),
+            # The open watches of a graph and its layouts (ending them when access is lost).
+            models.Index(fields=["graph_id"], condition=models.Q(ended_seq__isnull=True), name="watch_open_by_graph"),
+        ]
+
+
+class NotificationPreference(models.Model):
+    """One setting a user changed: for a kind (owner, group, watching) and a type of event,
+    whether it appears on the site and whether it goes in the email digest. Only set
+    (PUT), never toggled. A missing row is the default: both on."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=16)
+    type = models.CharField(max_length=16)
+    site = models.BooleanField(default=True)
+    email = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "notification_preference"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind", "type"], name="preference_once")
+        ]
+
+
+class GroupMute(models.Model):
+    """A member muted a group: its events create nothing for them (but their own removal)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_index=False)
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "notification_group_mute"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "group"], name="group_mute_once")
         ]
 
 

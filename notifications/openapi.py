@@ -8,11 +8,12 @@ from django.http import HttpRequest, JsonResponse
 
 FILTERS = [
     {"name": "state", "in": "query", "schema": {"enum": ["all", "unread"], "default": "all"}},
-    {"name": "topic", "in": "query", "schema": {"enum": ["owner", "group"]},
-     "description": "owner = My resources; group = group notifications"},
+    {"name": "topic", "in": "query", "schema": {"enum": ["owner", "group", "watching"]},
+     "description": "owner = My resources; group = group notifications; watching = what you watch"},
     {"name": "group_id", "in": "query", "schema": {"type": "integer"}},
     {"name": "type", "in": "query",
-     "schema": {"enum": ["upload", "create", "update", "delete", "share", "unshare", "add", "remove"]}},
+     "schema": {"enum": ["upload", "create", "update", "delete", "share", "unshare", "add", "remove",
+                         "publish", "unpublish"]}},
     {"name": "resource", "in": "query", "schema": {"enum": ["graph", "layout", "group", "group_member"]}},
     {"name": "q", "in": "query", "schema": {"type": "string"}, "description": "free text in names, messages, actors"},
     {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "YYYY-MM-DD or ISO-8601"},
@@ -57,14 +58,40 @@ SPEC: dict[str, Any] = {
             "responses": CHANGED}},
         "/{topic}/{item_id}": {"get": {
             "summary": "One notification",
-            "parameters": [{"name": "topic", "in": "path", "required": True, "schema": {"enum": ["owner", "group"]}},
+            "parameters": [{"name": "topic", "in": "path", "required": True, "schema": {"enum": ["owner", "group", "watching"]}},
                            {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             "responses": {"200": _json("Item"), "401": ERROR, "404": ERROR}}},
         "/{topic}/{item_id}/read": {"post": {
             "summary": "Mark one notification read",
-            "parameters": [{"name": "topic", "in": "path", "required": True, "schema": {"enum": ["owner", "group"]}},
+            "parameters": [{"name": "topic", "in": "path", "required": True, "schema": {"enum": ["owner", "group", "watching"]}},
                            {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             "responses": CHANGED}},
+        "/watches": {
+            "get": {"summary": "The graphs and layouts the requesting user watches",
+                    "responses": {"200": _json("Watches"), "401": ERROR}},
+            "post": {"summary": "Watch a graph or layout you can read and do not own (idempotent)",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/WatchRequest"}}}},
+                     "responses": {"200": _json("Watch"), "400": ERROR, "401": ERROR, "404": ERROR}},
+        },
+        "/watches/{resource}/{resource_id}": {"delete": {
+            "summary": "Stop watching (idempotent)",
+            "parameters": [{"name": "resource", "in": "path", "required": True, "schema": {"enum": ["graph", "layout"]}},
+                           {"name": "resource_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": _json("Unwatched"), "401": ERROR, "404": ERROR}}},
+        "/preferences": {
+            "get": {"summary": "Per kind and type of notification: on the site, in the email digest; muted groups",
+                    "responses": {"200": _json("Preferences"), "401": ERROR}},
+            "put": {"summary": "Set the given preferences (a set, not a toggle; what is not given is unchanged)",
+                    "requestBody": {"content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/PreferencesUpdate"}}}},
+                    "responses": {"200": _json("Preferences"), "400": ERROR, "401": ERROR}},
+        },
+        "/groups/{group_id}/mute": {"put": {
+            "summary": "Mute or unmute a group you are in: a muted group's events create nothing for you but your own removal",
+            "parameters": [{"name": "group_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Mute"}}}},
+            "responses": {"200": _json("Mute"), "400": ERROR, "401": ERROR, "404": ERROR}}},
         "/settings": {
             "get": {"summary": "Email digest opt-in", "responses": {"200": _json("Settings"), "401": ERROR}},
             "put": {"summary": "Set the email digest opt-in (a set, not a toggle)",
@@ -82,7 +109,7 @@ SPEC: dict[str, Any] = {
         "schemas": {
             "Item": {"type": "object", "properties": {
                 "id": {"type": "string", "examples": ["group-12"]}, "pk": {"type": "integer"},
-                "topic": {"enum": ["owner", "group"]}, "type": {"type": "string"}, "resource": {"type": "string"},
+                "topic": {"enum": ["owner", "group", "watching"]}, "type": {"type": "string"}, "resource": {"type": "string"},
                 "resource_id": {"type": "integer"}, "resource_name": {"type": "string"},
                 "actor_email": {"type": ["string", "null"]}, "group_id": {"type": ["integer", "null"]},
                 "group_name": {"type": ["string", "null"]}, "message": {"type": "string"},
@@ -111,6 +138,27 @@ SPEC: dict[str, Any] = {
             "Count": {"type": "object", "properties": {"unread_count": {"type": "integer"}}},
             "Changed": {"type": "object", "properties": {"changed": {"type": "integer"}, "unread_count": {"type": "integer"}}},
             "Settings": {"type": "object", "properties": {"receive_notification_email": {"type": "boolean"}}},
+            "WatchRequest": {"type": "object", "required": ["resource", "resource_id"], "properties": {
+                "resource": {"enum": ["graph", "layout"]}, "resource_id": {"type": "integer", "minimum": 0}}},
+            "Watch": {"type": "object", "properties": {
+                "resource": {"enum": ["graph", "layout"]}, "resource_id": {"type": "integer"},
+                "graph_id": {"type": "integer"}, "since": {"type": "string", "format": "date-time"}}},
+            "Watches": {"type": "object", "properties": {
+                "watches": {"type": "array", "items": {"$ref": "#/components/schemas/Watch"}}}},
+            "Unwatched": {"type": "object", "properties": {"unwatched": {"type": "boolean"}}},
+            "Channels": {"type": "object", "properties": {"site": {"type": "boolean"}, "email": {"type": "boolean"}}},
+            "Preferences": {"type": "object", "properties": {
+                "receive_notification_email": {"type": "boolean"},
+                "kinds": {"type": "object", "description": "kind (owner, group, watching) -> type of event -> channels",
+                          "additionalProperties": {"type": "object",
+                                                   "additionalProperties": {"$ref": "#/components/schemas/Channels"}}},
+                "muted_groups": {"type": "array", "items": {"type": "integer"}}}},
+            "PreferencesUpdate": {"type": "object", "properties": {
+                "receive_notification_email": {"type": "boolean"},
+                "kinds": {"type": "object", "additionalProperties": {
+                    "type": "object", "additionalProperties": {"$ref": "#/components/schemas/Channels"}}}}},
+            "Mute": {"type": "object", "required": ["muted"], "properties": {
+                "group_id": {"type": "integer"}, "muted": {"type": "boolean"}}},
         },
     },
 }

@@ -3,9 +3,16 @@
 Group recipients are the members as of the action: each group event carries the group's
 membership number when it committed, and the members of that moment are read from the
 membership spans (graphspace/models.py: MembershipSpan), however late the batch is processed.
+Watching recipients are the watchers as of the action, the same way: each watching event
+carries the watch number when it committed, and the watches on at that number are read from
+notification_watch (notifications/models.py: Watch). Preferences and group mutes are read as
+of processing (a person who just turned something off expects it off), with the recipients'
+ids, and applied by the pure rules of notifications/recipients.py.
 
-Query budget for a batch, whatever its size: lock the groups, read their members, read (and
-key-share lock) the recipients, skip rows already stored, read the open clusters, and only if
+Query budget for a batch, whatever its size: lock the groups, read their members (also those
+of the groups a watching event's action told), read the watchers (only for a batch with
+watching events), read (and key-share lock) the recipients with their preferences and mutes,
+skip rows already stored (one query per table the batch writes), read the open clusters, and only if
 some recipient needs a new cluster lock those recipients and read their clusters again;
 create the new clusters, lock the recipients' unread counters, insert the rows (their
 triggers add to the counters), update the clusters' counts.
@@ -32,8 +39,8 @@ from notifications import dead_letters
 from notifications.clustering import Assignment, Span, assign, cluster_key
 from notifications.events import Event
 from notifications.messages import message_for
-from notifications.models import DeadLetter, NotificationCluster
-from notifications.recipients import recipients
+from notifications.models import DeadLetter, NotificationCluster, Watch
+from notifications.recipients import Preferences, keep, recipients, watching_recipients
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +59,20 @@ _COMMON = (
 )
 OWNER_COLUMNS = _COMMON + (("owner_email", "text"),)
 GROUP_COLUMNS = _COMMON + (("member_email", "text"), ("owner_email", "text"), ("group_id", "bigint"))
-TABLES = {"owner": ("owner_notification", "owner_email"), "group": ("group_notification", "member_email")}
+WATCHING_COLUMNS = _COMMON + (("watcher_email", "text"), ("graph_id", "bigint"))
+COLUMNS = {"owner": OWNER_COLUMNS, "group": GROUP_COLUMNS, "watching": WATCHING_COLUMNS}
+TABLES = {
+    "owner": ("owner_notification", "owner_email"),
+    "group": ("group_notification", "member_email"),
+    "watching": ("watching_notification", "watcher_email"),
+}
 
 
 @dataclass
 class PersistResult:
     owner_ids: list[int] = field(default_factory=list)
     group_ids: list[int] = field(default_factory=list)
+    watching_ids: list[int] = field(default_factory=list)
     # Recipients that are not GraphSpace users (an event about an unknown email).
     unknown_recipients: set[str] = field(default_factory=set)
     # Events the database refused, kept as dead letters.
@@ -66,11 +80,15 @@ class PersistResult:
 
     @property
     def created(self) -> int:
-        return len(self.owner_ids) + len(self.group_ids)
+        return len(self.owner_ids) + len(self.group_ids) + len(self.watching_ids)
+
+    def ids(self, topic: str) -> list[int]:
+        return {"owner": self.owner_ids, "group": self.group_ids, "watching": self.watching_ids}[topic]
 
     def merge(self, other: PersistResult) -> PersistResult:
         return PersistResult(
             self.owner_ids + other.owner_ids, self.group_ids + other.group_ids,
+            self.watching_ids + other.watching_ids,
             self.unknown_recipients | other.unknown_recipients, self.refused + other.refused,
         )
 
@@ -138,17 +156,68 @@ def _group_members(wanted: Iterable[MembersAt]) -> dict[MembersAt, list[str]]:
     return members
 
 
-def _recipient_ids(emails: set[str]) -> dict[str, int]:
-    """The recipients' user ids, under a key-share lock: a user deleted meanwhile waits for
-    this transaction (and then takes its rows along) instead of failing it."""
-    if not emails:
-        return {}
+# The watchers of each (resource, id, watch number) asked for: the watches begun by that
+# number and not yet ended (notification_watch, index watch_by_resource); the same rule as
+# recipients.watched_at. A null number means the watches open now.
+_WATCHERS_SQL = f"""
+SELECT r.resource, r.resource_id, r.seq, u.email
+  FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS r(resource, resource_id, seq)
+  JOIN "{Watch._meta.db_table}" w ON w.resource = r.resource AND w.resource_id = r.resource_id
+       AND (w.ended_seq IS NULL OR w.ended_seq > r.seq)
+       AND (r.seq IS NULL AND w.ended_seq IS NULL OR w.started_seq <= r.seq)
+  JOIN "{User._meta.db_table}" u ON u.id = w.user_id
+"""
+
+WatchersAt = tuple[str, int, int | None]
+
+
+def _watched(event: Event) -> list[WatchersAt]:
+    """Whose watchers hear of a watching event: the graph's, and the layout's for a layout."""
+    assert event.graph_id is not None
+    wanted: list[WatchersAt] = [(Watch.GRAPH, event.graph_id, event.watch_seq)]
+    if event.resource == "layout":
+        wanted.append((Watch.LAYOUT, event.resource_id, event.watch_seq))
+    return wanted
+
+
+def _watchers(wanted: Iterable[WatchersAt]) -> dict[WatchersAt, list[str]]:
+    """Watchers per (resource, id, watch number), in one query."""
+    asked = sorted(set(wanted), key=lambda w: (w[0], w[1], -1 if w[2] is None else w[2]))
+    found: dict[WatchersAt, list[str]] = {w: [] for w in asked}
+    if not asked:
+        return found
     with binary_cursor() as cursor:
-        cursor.execute(
-            f'SELECT email, id FROM "{User._meta.db_table}" WHERE email = ANY(%b::text[]) ORDER BY id FOR KEY SHARE',
-            [sorted(emails)],
-        )
-        return dict(cursor.fetchall())
+        cursor.execute(_WATCHERS_SQL, [[w[0] for w in asked], [w[1] for w in asked], [w[2] for w in asked]])
+        for resource, resource_id, seq, email in cursor.fetchall():
+            found[(resource, resource_id, seq)].append(email)
+    return found
+
+
+# The recipients, key-share locked, with what they turned off for the site and the groups
+# they muted: preferences cost no query of their own.
+_RECIPIENTS_SQL = f"""
+SELECT u.email, u.id,
+       ARRAY(SELECT p.kind || '.' || p.type FROM notification_preference p WHERE p.user_id = u.id AND NOT p.site),
+       ARRAY(SELECT m.group_id FROM notification_group_mute m WHERE m.user_id = u.id)
+  FROM "{User._meta.db_table}" u WHERE u.email = ANY(%b::text[]) ORDER BY u.id FOR KEY SHARE OF u
+"""
+
+
+def _recipient_ids(emails: set[str]) -> tuple[dict[str, int], dict[str, Preferences]]:
+    """The recipients' user ids and site preferences, under a key-share lock: a user deleted
+    meanwhile waits for this transaction (and then takes its rows along) instead of failing
+    it. Only non-default preferences are returned."""
+    if not emails:
+        return {}, {}
+    ids: dict[str, int] = {}
+    prefs: dict[str, Preferences] = {}
+    with binary_cursor() as cursor:
+        cursor.execute(_RECIPIENTS_SQL, [sorted(emails)])
+        for email, uid, site_off, muted in cursor.fetchall():
+            ids[email] = uid
+            if site_off or muted:
+                prefs[email] = Preferences(site_off=frozenset(site_off), muted_groups=frozenset(muted))
+    return ids, prefs
 
 
 def _lock_recipients(emails: Sequence[str]) -> datetime:
@@ -212,7 +281,7 @@ def _place(rows: list[Planned], placement: Placement, uid: int,
         e = group[0].event
         to_create.append((group, NotificationCluster(
             recipient_id=uid, topic=e.topic, type=e.type, resource=e.resource, group_id=e.group_id,
-            actor_email=(e.actor or "") if e.topic == "group" else "", key=key,
+            actor_email=(e.actor or "") if e.topic in ("group", "watching") else "", key=key,
             first_at=s.first_at, last_at=s.last_at, size=0, unread=0,
         )))
 
@@ -266,7 +335,11 @@ def _row(p: Planned) -> tuple[Any, ...]:
     e = p.event
     row = (e.event_id, message_for(e, p.recipient), e.type, e.resource, e.resource_id, e.resource_name,
            e.actor, e.occurred_at, p.cluster_id, p.recipient)
-    return row + (e.actor, e.group_id) if e.topic == "group" else row
+    if e.topic == "group":
+        return row + (e.actor, e.group_id)
+    if e.topic == "watching":
+        return row + (e.graph_id,)
+    return row
 
 
 def _lock_counters(emails: set[str]) -> None:
@@ -287,7 +360,7 @@ def _insert(topic: str, rows: list[tuple[Any, ...]], now: datetime) -> list[tupl
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id, cluster_id: only new rows come back,
     so a redelivered batch returns nothing and changes nothing."""
     table, column = TABLES[topic]
-    columns = OWNER_COLUMNS if topic == "owner" else GROUP_COLUMNS
+    columns = COLUMNS[topic]
     names = ", ".join(f'"{name}"' for name, _ in columns)
     arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
     with binary_cursor() as cursor:
@@ -334,9 +407,19 @@ def persist_batch(events: Sequence[Event]) -> PersistResult:
     result = PersistResult()
     now = timezone.now()
     with transaction.atomic():
-        members = _group_members(_members_at(e) for e in events if e.topic == "group" and e.group_id is not None)
+        watching = [e for e in events if e.topic == "watching"]
+        members = _group_members(
+            [_members_at(e) for e in events if e.topic == "group" and e.group_id is not None]
+            + [pair for e in watching for pair in e.announced_groups]
+        )
+        watchers = _watchers(w for e in watching for w in _watched(e)) if watching else {}
         pairs: list[tuple[Event, str]] = []
         for event in events:
+            if event.topic == "watching":
+                told = [m for pair in event.announced_groups for m in members.get(pair, [])]
+                audience = [w for at in _watched(event) for w in watchers[at]]
+                pairs.extend((event, r) for r in watching_recipients(event, audience, told))
+                continue
             if event.topic == "group" and _members_at(event) not in members:
                 log.info("event %s: group %s no longer exists", event.event_id, event.group_id,
                          extra={"event_id": str(event.event_id)})
@@ -344,10 +427,12 @@ def persist_batch(events: Sequence[Event]) -> PersistResult:
             group_members = members[_members_at(event)] if event.topic == "group" else []
             pairs.extend((event, r) for r in recipients(event, group_members))
         emails = {r for _, r in pairs}
-        user_ids = _recipient_ids(emails)
+        user_ids, prefs = _recipient_ids(emails)
         result.unknown_recipients = emails - set(user_ids)
+        if prefs:
+            pairs = [(e, r) for e, r in pairs if r not in prefs or keep(e, [r], prefs)]
         stored: set[tuple[uuid.UUID, str]] = set()
-        for topic in ("owner", "group"):
+        for topic in TABLES:
             ids = list({e.event_id for e, _ in pairs if e.topic == topic})
             if ids:
                 stored |= _already_stored(topic, ids)
@@ -357,19 +442,19 @@ def persist_batch(events: Sequence[Event]) -> PersistResult:
                 continue
             stored.add((event.event_id, recipient))
             key = cluster_key(topic=event.topic, type=event.type, resource=event.resource,
-                              group_id=event.group_id, actor=event.actor)
+                              group_id=event.group_id if event.topic == "group" else None, actor=event.actor)
             planned.append(Planned(event, recipient, key))
         if planned:
             created, now = _assign_clusters(planned, user_ids, now)
             if len({p.event.topic for p in planned}) > 1:
                 _lock_counters({p.recipient for p in planned})
             inserted: list[tuple[int, int]] = []
-            for topic in ("owner", "group"):
+            for topic in TABLES:
                 rows = [_row(p) for p in planned if p.event.topic == topic]
                 if rows:
                     got = _insert(topic, rows, now)
                     inserted += got
-                    (result.owner_ids if topic == "owner" else result.group_ids).extend(i for i, _ in got)
+                    result.ids(topic).extend(i for i, _ in got)
             _count_into_clusters(inserted, now, created)
     if result.unknown_recipients:
         log.warning("no such users, not notified: %s", ", ".join(sorted(result.unknown_recipients)))

@@ -18,15 +18,25 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from graphspace.models import User
-from notifications.models import GroupNotification, NotificationCluster, OwnerNotification
+from notifications.models import GroupNotification, NotificationCluster, OwnerNotification, WatchingNotification
 
 MAX_LIMIT = 100
 PREVIEW = 3
 TYPES = ("upload", "create", "update", "delete", "share", "unshare", "add", "remove")
 RESOURCES = ("graph", "layout", "group", "group_member")
-TABLE_MODEL: dict[str, type[OwnerNotification] | type[GroupNotification]] = {
-    "owner": OwnerNotification, "group": GroupNotification,
+NotificationModel = type[OwnerNotification] | type[GroupNotification] | type[WatchingNotification]
+Notification = OwnerNotification | GroupNotification | WatchingNotification
+TABLE_MODEL: dict[str, NotificationModel] = {
+    "owner": OwnerNotification, "group": GroupNotification, "watching": WatchingNotification,
 }
+# Each table's recipient column.
+RECIPIENT_COLUMN = {OwnerNotification: "owner_email", GroupNotification: "member_email",
+                    WatchingNotification: "watcher_email"}
+TOPICS = tuple(TABLE_MODEL)
+
+
+def topic_of(row: Notification) -> str:
+    return "group" if isinstance(row, GroupNotification) else "watching" if isinstance(row, WatchingNotification) else "owner"
 
 
 # Filters are parsed here for the API and the page alike: whatever passes fits its column.
@@ -57,8 +67,10 @@ def unread_count(email: str) -> int:
     return unread_counts([email]).get(email, 0)
 
 
-def recipient_of(model: type[OwnerNotification] | type[GroupNotification], user: User) -> Q:
-    return Q(owner_id=user.email) if model is OwnerNotification else Q(member_id=user.email)
+def recipient_of(model: NotificationModel, user: User) -> Q:
+    if model is OwnerNotification:
+        return Q(owner_id=user.email)
+    return Q(member_id=user.email) if model is GroupNotification else Q(watcher_id=user.email)
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,8 @@ class Filters:
         if state not in ("all", "unread"):
             raise BadFilter("state must be 'all' or 'unread'.")
         topic = one("topic")
-        if topic not in (None, "owner", "group"):
-            raise BadFilter("topic must be 'owner' or 'group'.")
+        if topic not in (None, *TOPICS):
+            raise BadFilter("topic must be 'owner', 'group' or 'watching'.")
         kind, resource = one("type"), one("resource")
         if kind is not None and kind not in TYPES:
             raise BadFilter(f"type must be one of {', '.join(TYPES)}.")
@@ -214,7 +226,7 @@ def limit_of(value: Any, default: int = 20) -> int:
 class ClusterView:
     cluster: NotificationCluster
     # The newest few items (all of them when the cluster is small), newest first.
-    items: list[OwnerNotification | GroupNotification]
+    items: list[Notification]
 
 
 def cluster_page(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple[list[ClusterView], str | None]:
@@ -247,7 +259,7 @@ def _previews(user: User, page: list[NotificationCluster]) -> dict[int, list[Any
         if not ids:
             continue
         table = model._meta.db_table
-        column = "owner_email" if model is OwnerNotification else "member_email"
+        column = RECIPIENT_COLUMN[model]
         # One LATERAL lookup per cluster on the (cluster, created_at, id) index: PREVIEW rows
         # each, however large the cluster.
         rows = model.objects.raw(
@@ -274,12 +286,12 @@ def cluster_items(
     return cluster, items, next_cursor
 
 
-# Flat lists merge the two tables in one order: newest first, then owner before group at the
-# same instant, then the higher id.
-TOPIC_RANK = {"owner": 1, "group": 0}
+# Flat lists merge the three tables in one order: newest first, then owner before group
+# before watching at the same instant, then the higher id.
+TOPIC_RANK = {"owner": 1, "group": 0, "watching": -1}
 
 
-def _item_filters(model: type[OwnerNotification] | type[GroupNotification], user: User, f: Filters) -> Any:
+def _item_filters(model: NotificationModel, user: User, f: Filters) -> Any:
     qs = model.objects.filter(recipient_of(model, user), _kind(f))
     if f.unread_only:
         qs = qs.filter(is_read=False)
@@ -293,7 +305,7 @@ def _item_filters(model: type[OwnerNotification] | type[GroupNotification], user
 
 
 def items(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
-    """This user's notifications themselves (not clusters), both tables merged newest first,
+    """This user's notifications themselves (not clusters), the three tables merged newest first,
     by cursor: at most limit + 1 rows read from each table."""
     position = None
     if cursor:
@@ -304,7 +316,7 @@ def items(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple
         position = (moment, TOPIC_RANK[cursor_topic], int(cursor_pk))
     found: list[Any] = []
     for topic, model in TABLE_MODEL.items():
-        if filters.topic not in (None, topic) or (topic == "owner" and filters.group_id is not None):
+        if filters.topic not in (None, topic) or (topic != "group" and filters.group_id is not None):
             continue
         qs = _item_filters(model, user, filters)
         if position:
@@ -325,7 +337,7 @@ def items(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple
     return page, next_cursor
 
 
-def item(user: User, topic: str, pk: int) -> OwnerNotification | GroupNotification | None:
+def item(user: User, topic: str, pk: int) -> Notification | None:
     model = TABLE_MODEL.get(topic)
     if model is None:
         return None

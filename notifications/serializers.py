@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifications.models import GroupNotification, NotificationCluster, OwnerNotification
-from notifications.queries import ClusterView
+from notifications.models import GroupNotification, NotificationCluster
+from notifications.queries import ClusterView, Notification, topic_of
 from notifications.wording import cluster_text, item_text, name_preview
 
 
@@ -13,8 +13,8 @@ def _iso(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def item_json(row: OwnerNotification | GroupNotification, viewer: str, group_name: str | None = None) -> dict[str, Any]:
-    topic = "group" if isinstance(row, GroupNotification) else "owner"
+def item_json(row: Notification, viewer: str, group_name: str | None = None) -> dict[str, Any]:
+    topic = topic_of(row)
     group_id = row.group_id if isinstance(row, GroupNotification) else None
     return {
         "id": f"{topic}-{row.id}",
@@ -29,7 +29,7 @@ def item_json(row: OwnerNotification | GroupNotification, viewer: str, group_nam
         "group_name": group_name,
         "message": row.message,
         "text": item_text(type=row.type, resource=row.resource, name=row.resource_name or str(row.resource_id),
-                          actor=row.actor_email, viewer=viewer, group_name=group_name),
+                          actor=row.actor_email, viewer=viewer, group_name=group_name, topic=topic),
         "is_read": row.is_read,
         "cluster_id": row.cluster_id,
         "created_at": _iso(row.created_at),

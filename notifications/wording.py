@@ -18,6 +18,8 @@ PAST = {
     "unshare": "stopped sharing",
     "add": "added",
     "remove": "removed",
+    "publish": "made public",
+    "unpublish": "made private",
 }
 PLURAL = {"graph": "graphs", "layout": "layouts", "group": "groups", "group_member": "members"}
 SINGULAR = {"graph": "graph", "layout": "layout", "group": "group", "group_member": "member"}
@@ -29,11 +31,26 @@ def _who(actor: str | None, viewer: str) -> str:
     return "You" if actor == viewer else actor
 
 
+def watching_text(*, type: str, resource: str, name: str, actor: str | None, viewer: str) -> str:
+    """What someone watching a graph or layout reads: "alice@example.com updated graph XYZ,
+    which you watch". A layout created or shared is news of the graph they watch."""
+    who = _who(actor, viewer)
+    thing = f"{SINGULAR.get(resource, resource)} {name}".rstrip()
+    if type in ("publish", "unpublish"):
+        return f"{who} made {thing} {'public' if type == 'publish' else 'private'}, which you watch"
+    verb = PAST.get(type, type)
+    if resource == "layout" and type in ("create", "share"):
+        return f"{who} {verb} {thing} on a graph you watch"
+    return f"{who} {verb} {thing}, which you watch"
+
+
 def item_text(
     *, type: str, resource: str, name: str, actor: str | None, viewer: str,
-    group_name: str | None = None,
+    group_name: str | None = None, topic: str | None = None,
 ) -> str:
     """One notification, worded for `viewer`."""
+    if topic == "watching":
+        return watching_text(type=type, resource=resource, name=name, actor=actor, viewer=viewer)
     who = _who(actor, viewer)
     verb = PAST.get(type, type)
     if resource == "group_member":
@@ -61,6 +78,10 @@ def cluster_text(
     things = count_of(resource, count)
     if topic == "owner":
         return f"{things} {verb}"
+    if topic == "watching":
+        if type in ("publish", "unpublish"):
+            return f"{_who(actor, viewer)} made {things} you watch {'public' if type == 'publish' else 'private'}"
+        return f"{_who(actor, viewer)} {verb} {things} you watch"
     who = _who(actor, viewer)
     if resource == "group_member":
         where = f" {'to' if type == 'add' else 'from'} {group_name}" if group_name else ""

@@ -98,7 +98,7 @@ def kafka_topics() -> dict[str, str]:
     """Topics of this run; the in-process producer and every started process use them."""
     from kafka_bridge.backend import create_topics
 
-    topics = {"owner": f"t{RUN_ID}-owner", "group": f"t{RUN_ID}-group"}
+    topics = {"owner": f"t{RUN_ID}-owner", "group": f"t{RUN_ID}-group", "watching": f"t{RUN_ID}-watching"}
     create_topics(topics.values())
     settings.KAFKA_TOPICS = topics
     return topics
@@ -132,6 +132,7 @@ def process_env(django_db_setup: None, django_db_blocker: Any, kafka_topics: dic
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "KAFKA_TOPIC_OWNER": kafka_topics["owner"],
         "KAFKA_TOPIC_GROUP": kafka_topics["group"],
+        "KAFKA_TOPIC_WATCHING": kafka_topics["watching"],
         "KAFKA_CONSUMER_GROUP": f"t{RUN_ID}-notifications",
         "KAFKA_DEAD_LETTER_TOPIC": f"t{RUN_ID}-dead-letter",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",

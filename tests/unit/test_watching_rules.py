@@ -8,8 +8,16 @@ import pytest
 
 from notifications.events import Event, InvalidEvent, new_event
 from notifications.recipients import (
-    KIND_TYPES, Preferences, in_digest, keep, muted, on_site, preference_key, settings_view,
-    watched_at, watching_recipients,
+    KIND_TYPES,
+    Preferences,
+    in_digest,
+    keep,
+    muted,
+    on_site,
+    preference_key,
+    settings_view,
+    watched_at,
+    watching_recipients,
 )
 
 A, B, C, D = "alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"
