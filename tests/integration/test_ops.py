@@ -1,5 +1,6 @@
 """What an operator watches: /healthz against real services that stop, the bridge's and the
-worker's /metrics after a known stream of events, the bridge's heartbeat, JSON logs.
+worker's /metrics after a known stream of events, the bridge's heartbeat, JSON logs, and
+Flower's password on its /metrics.
 
 The shared Redis on 6379 is never stopped: a test that needs Redis to die starts a
 redis-server of its own on a free port and stops that one.

@@ -1,6 +1,7 @@
 """The websocket's permission matrix, through the real ASGI application and the Redis
-channel layer: anonymous sockets are refused, and each message reaches one user only. And a
-real socket through daphne that stays open while idle."""
+channel layer: anonymous sockets are refused, and each message reaches one user only. And
+real sockets through daphne: one that stays open while idle, and ones that close when their
+session ends (logout, password change)."""
 
 from __future__ import annotations
 
