@@ -13,7 +13,7 @@ urlpatterns = [
     path("settings", api_view({"GET": api.get_settings, "PUT": api.put_settings})),
     path("openapi.json", openapi.document),
     path("watches", api_view({"GET": api.list_watches, "POST": api.add_watch})),
-    re_path(r"^watches/(?P<resource>graph|layout)/(?P<resource_id>\d{1,19})$", api_view({"DELETE": api.remove_watch})),
+    re_path(r"^watches/(?P<resource>graph|layout)/(?P<resource_id>\d{1,30})$", api_view({"DELETE": api.remove_watch})),
     path("preferences", api_view({"GET": api.get_preferences, "PUT": api.put_preferences})),
     path("groups/<int:group_id>/mute", api_view({"PUT": api.put_mute})),
     path("clusters/<int:cluster_id>", api_view({"GET": api.get_cluster})),
