@@ -254,11 +254,14 @@ def test_a_page_answers_a_malformed_form_with_a_form_error(
     else:
         response = client.post(path, data, follow=True)
     assert response.status_code < 500, (response.status_code, response.content[:300])
-    if response.status_code == 200:  # shown again, or redirected back: with the error
-        page = response.content.decode()
-        assert 'class="error' in page or 'class="problem' in page or "error" in page.lower(), page[:500]
-    else:
-        assert response.status_code in (400, 404, 413)
+    page = response.content.decode()
+    if data in ("MANY", "BIG"):  # Django refuses these before any view: its own bare 400
+        assert response.status_code == 400
+    elif "past bigint" in what and method == "GET":
+        assert response.status_code == 404
+    else:  # the form shown again (400), or the page redirected back to (200): with the error
+        assert response.status_code in (200, 400)
+        assert '<li class="error">' in page or '<p class="error" role="alert">' in page, page[-1500:]
     assert (Graph.objects.count(), Layout.objects.count(), Group.objects.count(), GroupMember.objects.count()) == before
     assert client.get("/graphs/").status_code == 200
 
