@@ -8,25 +8,28 @@ flips them, and their clusters are decremented by exactly that many.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, sql
+from django.utils import timezone
 
 from graphspace.models import User
 from notifications.models import GroupNotification, NotificationCluster, OwnerNotification
 from notifications.queries import TABLE_MODEL, Filters, clusters, item, recipient_of
 
 
-def _flip(qs: QuerySet[OwnerNotification] | QuerySet[GroupNotification]) -> int:
-    """Mark the unread rows of `qs` read; decrement their clusters. Returns rows changed."""
-    table = qs.model._meta.db_table
-    select, params = qs.filter(is_read=False).values("id").query.sql_with_params()
+def _flip(qs: QuerySet[Any]) -> int:
+    """Mark the unread rows of `qs` read; decrement their clusters. Returns rows changed.
+
+    One UPDATE whose WHERE is the queryset's own (not `id IN (SELECT id ...)`, which joined
+    the table to itself through its primary key: 65 ms of index lookups for 3,000 rows
+    before a single row changed), returning each changed row's cluster."""
+    query = qs.filter(is_read=False).query.chain(sql.UpdateQuery)
+    query.add_update_values({"is_read": True, "updated_at": timezone.now()})
+    update, params = query.get_compiler(qs.db).as_sql()
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{table}" SET is_read = true, updated_at = now() '
-            f"WHERE id IN ({select}) AND NOT is_read RETURNING cluster_id",
-            params,
-        )
+        cursor.execute(f'{update} RETURNING "cluster_id"', params)
         flipped = Counter(row[0] for row in cursor.fetchall())
         if flipped:
             cursor.execute(
@@ -60,11 +63,13 @@ def mark_cluster(user: User, cluster_id: int) -> int | None:
 
 
 def mark_all(user: User, filters: Filters) -> int:
-    """Every item of every cluster the filters show (all pages, not only the loaded ones)."""
+    """Every item of every cluster the filters show (all pages, not only the loaded ones).
+    Without filters that is every unread row of the user's, found by the recipient alone."""
     shown = clusters(user, filters).values("id")
     changed = 0
     with transaction.atomic():
         for topic, model in TABLE_MODEL.items():
             if filters.topic in (None, topic):
-                changed += _flip(model.objects.filter(recipient_of(model, user), cluster_id__in=shown))
+                mine = model.objects.filter(recipient_of(model, user))
+                changed += _flip(mine if filters == Filters() else mine.filter(cluster_id__in=shown))
     return changed

@@ -79,7 +79,17 @@ ALTER TABLE owner_notification ALTER COLUMN cluster_id SET (n_distinct = -0.01);
 ALTER TABLE group_notification ALTER COLUMN cluster_id SET (n_distinct = -0.01);
 """
 
+# Marking read changes no indexed column, so each row's update can be HOT (no index entry
+# written) if its page has room for the new version. At the default fillfactor of 100 it has
+# none: 7 of 15,000 mark-read updates were HOT and mark-all-read of 3,000 rows cost 120 ms.
+# At 80, 64% were HOT and it cost 74 ms, for 20% more heap (docs/storage.md).
+_ROOM_TO_MARK_READ = """
+ALTER TABLE owner_notification SET (fillfactor = 80);
+ALTER TABLE group_notification SET (fillfactor = 80);
+"""
+
 Migration.operations += [
     migrations.RunSQL(_COUNTERS, migrations.RunSQL.noop),
     migrations.RunSQL(_CLUSTER_SIZES, migrations.RunSQL.noop),
+    migrations.RunSQL(_ROOM_TO_MARK_READ, migrations.RunSQL.noop),
 ]
