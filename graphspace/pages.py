@@ -165,8 +165,12 @@ def _graph_page(
         "graph_json": _json_text(graph.graph_json), "style_json": _json_text(graph.style_json),
     }
     layout_initial = {"name": "", "positions_json": "", "is_shared": False}
+    watched = {(w.resource, w.resource_id) for w in actions.watches(user) if w.graph_id == graph.id}
+    for row in layout_rows:
+        row["watched"] = ("layout", row["layout"].id) in watched
     return render(request, "graphspace/graph.html", {
         "graph": graph,
+        "watching_graph": ("graph", graph.id) in watched,
         "node_count": len(elements.get("nodes") or []),
         "edge_count": len(elements.get("edges") or []),
         "graph_json_text": json.dumps(graph.graph_json, indent=2, ensure_ascii=False),
@@ -464,8 +468,34 @@ def remove_member(request: HttpRequest, group_id: int, member_id: int) -> HttpRe
     return redirect("group", group_id=group.id)
 
 
+# --- watching (issue 11) ------------------------------------------------------------------
+
+@page
+@require_POST
+def watch_graph(request: HttpRequest, graph_id: int, layout_id: int | None = None) -> HttpResponse:
+    """Watch or unwatch (the form says which: a set, never a toggle) the graph or a layout."""
+    user = _user(request)
+    graph = actions.find_graph(user, graph_id)
+    resource, resource_id = ("layout", layout_id) if layout_id is not None else ("graph", graph.id)
+    if resource == "layout":
+        actions.find_layout(user, graph.id, resource_id)
+    thing = f"{resource} {graph.name if resource == 'graph' else resource_id}"
+    try:
+        if request.POST.get("watch") == "1":
+            actions.watch(user, resource, resource_id)
+            messages.success(request, f"You watch {thing}: you will hear of what happens to it.")
+        else:
+            actions.unwatch(user, resource, resource_id)
+            messages.success(request, f"You no longer watch {thing}.")
+    except actions.ActionError as error:
+        _failed(request, error)
+    return redirect("graph", graph_id=graph.id)
+
+
 urlpatterns = [
     path("", home, name="home"),
+    path("graphs/<int:graph_id>/watch/", watch_graph, name="watch_graph"),
+    path("graphs/<int:graph_id>/layouts/<int:layout_id>/watch/", watch_graph, name="watch_layout"),
     path("graphs/", graphs, name="graphs"),
     path("graphs/<int:graph_id>/", graph, name="graph"),
     path("graphs/<int:graph_id>/update/", update_graph, name="update_graph"),

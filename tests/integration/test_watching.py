@@ -22,6 +22,7 @@ from notifications.persist import persist_events
 from tests.conftest import PASSWORD, People
 from tests.integration.conftest import wait_for
 from tests.integration.helpers import GRAPH, Api
+from tests.integration.test_browser import chromium, log_in  # noqa: F401 - the browser fixture
 
 A, B, C, D = "alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"
 
@@ -211,3 +212,45 @@ def test_through_the_pipeline_bob_watches_alices_public_graph_and_only_his_bell_
     assert call(B, "GET", "count")["unread_count"] == 1
     assert call(C, "GET", "count")["unread_count"] == 0
     assert not Group.objects.exists()
+
+
+def test_in_the_browser_bob_watches_by_the_button_and_turns_updates_off_on_the_preferences_page(
+    chromium: Any, web: str, people: People, pipeline: None,  # noqa: F811
+) -> None:
+    graph = actions.upload_graph(people.alice, name="XYZ", graph_json=GRAPH, is_public=True)
+    dialogs: list[str] = []
+    violations: list[str] = []
+    page = log_in(chromium, web, B, dialogs, violations)
+    page.goto(f"{web}/graphs/{graph.id}/")
+    page.click("#watch-graph button")
+    page.wait_for_selector("#watch-graph button:has-text('Unwatch')")
+    assert call(B, "GET", "watches")["watches"][0]["resource_id"] == graph.id
+
+    actions.update_graph(people.alice, graph, name="XYZ2")
+    wait_for(lambda: WatchingNotification.objects.filter(watcher_id=B).exists(), what="bob's watching row")
+
+    # The preferences page, from the notifications page (the Watching filter shows the row).
+    page.goto(f"{web}/notifications/?topic=watching")
+    page.wait_for_selector("text=alice@example.com updated graph XYZ2, which you watch")
+    page.click("#preferences-link")
+    page.uncheck("input[name='site.watching.update']")
+    page.click("#preferences-form button[type=submit]")
+    page.wait_for_selector("text=Preferences saved.")
+    assert not page.is_checked("input[name='site.watching.update']")
+    assert page.is_checked("input[name='site.watching.delete']")
+
+    actions.update_graph(people.alice, graph, name="XYZ3")
+    # Same graph, same partition: once the deletion is stored, the update before it was too.
+    actions.delete_graph(people.alice, graph)
+    wait_for(lambda: WatchingNotification.objects.filter(watcher_id=B, type="delete").exists(), what="the deletion")
+    assert watching_rows() == [(B, "delete", "graph"), (B, "update", "graph")]
+
+    # Unwatch by the button on another graph's page, and no CSP violation anywhere.
+    other = actions.upload_graph(people.alice, name="Other", graph_json=GRAPH, is_public=True)
+    page.goto(f"{web}/graphs/{other.id}/")
+    page.click("#watch-graph button")
+    page.wait_for_selector("#watch-graph button:has-text('Unwatch')")
+    page.click("#watch-graph button")
+    page.wait_for_selector("#watch-graph button:has-text('Watch')")
+    assert call(B, "GET", "watches")["watches"] == []
+    assert violations == [] and dialogs == []
