@@ -229,8 +229,12 @@ FORMS = [
     ("/groups/{group}/update/", {"name": TEXT, "description": TEXT}),
     ("/groups/{group}/members/", {"email": TEXT}),
     ("/groups/{group}/members/{user}/remove/", {}),
+    ("/graphs/{graph}/watch/", {"watch": TEXT}),
+    ("/graphs/{graph}/layouts/{layout}/watch/", {"watch": TEXT}),
+    ("/notifications/preferences/", {"receive_notification_email": TEXT, "site.owner.update": TEXT, "email.group.share": TEXT}),
+    ("/notifications/preferences/mute/", {"group_id": st.one_of(st.just("{group}"), TEXT, NUMBER.map(str)), "muted": TEXT}),
 ]
-PAGES = ["/", "/graphs/", "/groups/", "/graphs/{graph}/", "/groups/{group}/", "/notifications/"]
+PAGES = ["/", "/graphs/", "/groups/", "/graphs/{graph}/", "/groups/{group}/", "/notifications/", "/notifications/preferences/"]
 
 
 @st.composite
@@ -250,6 +254,7 @@ def test_the_pages_never_answer_500(world: dict[str, Any], request: tuple[str, s
     method, url, data = request
     for name in ("graph", "layout", "group", "user"):
         url = url.replace("{" + name + "}", str(world[name]))
+        data = {k: v.replace("{" + name + "}", str(world[name])) for k, v in data.items()}
     client = Client()
     client.force_login(world["people"].alice)
     response = client.get(url, data) if method == "GET" else client.post(url, data)
