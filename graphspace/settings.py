@@ -251,11 +251,11 @@ KAFKA_BATCH_WAIT_MS = env.int("KAFKA_BATCH_WAIT_MS", default=20)
 KAFKA_BATCH_WAIT_BUSY_MS = env.int("KAFKA_BATCH_WAIT_BUSY_MS", default=500)
 KAFKA_POLL_TIMEOUT_MS = env.int("KAFKA_POLL_TIMEOUT_MS", default=200)
 # The longest the broker holds the bridge's fetch when there is nothing new (kafka_bridge/backend.py).
-# Lower means lower latency (20: commit-to-row 236 -> 18 ms p50 on Tansu) but, on Tansu, smaller
-# batches too: it answers with what it gathered during the wait, and on a broker whose offset
-# commits are slow (Tansu on S3 storage) the bridge then fell behind 333 events/s. Until the
-# bridge batches by time itself, keep kafka-python's 500 and lower it where commits are cheap.
-KAFKA_FETCH_MAX_WAIT_MS = env.int("KAFKA_FETCH_MAX_WAIT_MS", default=500)
+# Tansu answers a waiting fetch only when the wait ends, so this is a floor under every event's
+# latency (500: commit-to-row 236 ms p50; 20: 18 ms). A short wait used to mean batches of ~2
+# events, one task and one commit each; the bridge now gathers a batch itself
+# (KAFKA_BATCH_WAIT_MS), so the fetch wait no longer sets the batch size.
+KAFKA_FETCH_MAX_WAIT_MS = env.int("KAFKA_FETCH_MAX_WAIT_MS", default=20)
 # The outbox relay (graphspace/producer.py): how long it waits for the broker to take a
 # batch before it keeps the batch and tries again (requests never wait for Kafka at all).
 KAFKA_RELAY_TIMEOUT_MS = env.int("KAFKA_RELAY_TIMEOUT_MS", default=5000)

@@ -59,9 +59,9 @@ def make_consumer(
         # ample, and a bridge that is truly hung leaves its partitions to another within it.
         max_poll_interval_ms=60_000,
         # How long the broker may hold a fetch that found nothing new. On Tansu, which answers
-        # a waiting fetch only when the wait ends, it sets both the latency (232 ms p50 from
-        # publish to the bridge at 500, 33 ms at 100, 3.6 ms at 10) and the batch size
-        # (what arrived during the wait); see KAFKA_FETCH_MAX_WAIT_MS in settings.
+        # a waiting fetch only when the wait ends, it sets the latency (232 ms p50 from publish
+        # to the bridge at 500, 33 ms at 100, 3.6 ms at 10); the batch size is the bridge's
+        # own (kafka_bridge/batching.py); see KAFKA_FETCH_MAX_WAIT_MS in settings.
         fetch_max_wait_ms=settings.KAFKA_FETCH_MAX_WAIT_MS,
     )
     consumer.subscribe(list(topics), listener=listener or Rebalance())

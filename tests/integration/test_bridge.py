@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import socket
 import threading
@@ -89,6 +90,40 @@ def test_a_bridge_stopped_mid_stream_and_started_again_stores_every_event_exactl
     bridge.stop()
     rows = list(OwnerNotification.objects.values_list("resource_id", flat=True))
     assert sorted(rows) == list(range(total)), f"stopped at {stopped_at}; {len(rows)} rows"
+
+
+def test_a_burst_and_a_trickle_are_each_stored_exactly_once_in_batches_of_at_most_the_max(
+    people: People, own_topics: tuple[str, dict[str, str]], kafka: KafkaProducer,
+) -> None:
+    topic, env = own_topics
+    # A long wait, so that a batch is nearly always being gathered during the trickle, and
+    # the stop in its middle finds one to hand on.
+    env = {**env, "KAFKA_BATCH_WAIT_MS": "2000", "KAFKA_FETCH_MAX_WAIT_MS": "20"}
+    bridge = Process("bridge", env, label="bridge-batching")
+    bridge.start(ready="kafka_bridge: consuming")
+    burst, trickle = 300, 40
+    for n in range(burst):
+        kafka.send(topic, key=b"owner:alice@example.com", value=upload(n))
+    kafka.flush()
+    wait_for(lambda: stored() >= burst, what="the burst")
+    for n in range(burst, burst + trickle):
+        kafka.send(topic, key=b"owner:alice@example.com", value=upload(n))
+        kafka.flush()
+        if n == burst + trickle // 2:
+            # It should hand on and commit the batch it is gathering, then exit cleanly.
+            assert bridge.stop(signal.SIGTERM) == 0, bridge.output()[-2000:]
+            assert "stopping: batch of" in bridge.output()
+            bridge.start(ready="kafka_bridge: consuming")
+        time.sleep(0.02)
+    wait_for(lambda: stored() >= burst + trickle, timeout=40, what=f"all {burst + trickle} events")
+    time.sleep(1.0)
+    bridge.stop()
+    rows = list(OwnerNotification.objects.values_list("resource_id", flat=True))
+    assert sorted(rows) == list(range(burst + trickle))
+    sizes = [int(size) for size in re.findall(r"batch of (\d+) events submitted", bridge.output())]
+    assert max(sizes) <= 50, "no batch over KAFKA_BATCH_MAX"
+    # Every event was handed on, and none twice: the batch in hand at the stop was committed.
+    assert sum(sizes) == burst + trickle
 
 
 def test_malformed_messages_are_logged_with_their_position_and_never_block_the_rest(
