@@ -38,6 +38,7 @@ def persist_events(self: Task, events: list[dict[str, Any]]) -> int:  # type: ig
     result = persist(parsed)
     metrics.notifications_persisted.labels("owner").inc(len(result.owner_ids))
     metrics.notifications_persisted.labels("group").inc(len(result.group_ids))
+    metrics.notifications_persisted.labels("watching").inc(len(result.watching_ids))
     log.info(
         "persisted %d events as %d notifications (%d refused): %s",
         len(parsed), result.created, result.refused, ", ".join(str(e.event_id) for e in parsed[:20]),
@@ -49,7 +50,7 @@ def persist_events(self: Task, events: list[dict[str, Any]]) -> int:  # type: ig
         # at-most-once: if the channel layer is away, the rows are still stored, and a page
         # shows them on its next load; the batch is not retried for it.
         try:
-            broadcast(result.owner_ids, result.group_ids)
+            broadcast(result.owner_ids, result.group_ids, result.watching_ids)
         except Exception:
             log.exception("broadcast of %d notifications failed", result.created,
                           extra={"event_ids": [str(e.event_id) for e in parsed]})

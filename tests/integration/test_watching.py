@@ -228,6 +228,8 @@ def test_in_the_browser_bob_watches_by_the_button_and_turns_updates_off_on_the_p
 
     actions.update_graph(people.alice, graph, name="XYZ2")
     wait_for(lambda: WatchingNotification.objects.filter(watcher_id=B).exists(), what="bob's watching row")
+    # Pushed live: the bell of the open page rises.
+    wait_for(lambda: page.get_attribute("#notification-bell", "data-unread-count") == "1", what="bob's bell")
 
     # The preferences page, from the notifications page (the Watching filter shows the row).
     page.goto(f"{web}/notifications/?topic=watching")
