@@ -87,6 +87,22 @@ def test_a_watcher_hears_of_an_update_once_worded_for_them_and_nobody_else_does(
     assert not WatchingNotification.objects.filter(watcher_id=A).exists()
 
 
+def test_the_watchers_are_those_of_the_moment_of_the_action_however_late_it_is_processed(
+    people: People, public_graph: Graph,
+) -> None:
+    watch(B, "graph", public_graph.id)
+    actions.update_graph(people.alice, public_graph, name="Then")
+    # The pipeline lags: bob unwatches and carol starts watching before anything is processed.
+    call(B, "DELETE", f"watches/graph/{public_graph.id}")
+    watch(C, "graph", public_graph.id)
+    process()
+    assert watching_rows() == [(B, "update", "graph")]
+    # A later update reaches the watchers of its own moment.
+    actions.update_graph(people.alice, public_graph, name="Now")
+    process()
+    assert watching_rows() == [(B, "update", "graph"), (C, "update", "graph")]
+
+
 def test_watching_what_you_cannot_read_is_a_404_and_your_own_a_400(people: People) -> None:
     private = actions.upload_graph(people.alice, name="Private", graph_json=GRAPH)
     assert watch(B, "graph", private.id, status=404)["error_code"] == 1016

@@ -111,3 +111,17 @@ def test_a_watching_event_needs_its_graph_and_a_type_it_carries() -> None:
         watching("upload")
     with pytest.raises(InvalidEvent, match="does not apply"):
         watching("publish", "layout")
+
+
+def test_watching_notifications_are_worded_for_the_watcher() -> None:
+    from notifications.wording import cluster_text, item_text
+
+    def text(type: str, resource: str = "graph") -> str:
+        return item_text(type=type, resource=resource, name="XYZ", actor=A, viewer=B, topic="watching")
+
+    assert text("update") == "alice@example.com updated graph XYZ, which you watch"
+    assert text("unpublish") == "alice@example.com made graph XYZ private, which you watch"
+    assert text("share", "layout") == "alice@example.com shared layout XYZ on a graph you watch"
+    assert text("unshare", "layout") == "alice@example.com stopped sharing layout XYZ, which you watch"
+    assert cluster_text(topic="watching", type="update", resource="graph", count=3, actor=A, viewer=B) == (
+        "alice@example.com updated 3 graphs you watch")
