@@ -118,4 +118,6 @@ def mute_page(request: HttpRequest) -> HttpResponse:
     muted = request.POST.get("muted") == "1"
     preferences.set_mute(user, group, muted)
     messages.success(request, f"{'Muted' if muted else 'Unmuted'} {group.name}.")
+    if request.POST.get("back") == "group":
+        return redirect("group", group_id=group.id)
     return redirect("notification-preferences")

@@ -123,3 +123,36 @@ def test_the_api_lists_and_unwatches(people: People, public_graph: Graph) -> Non
 
 def client_spec() -> Any:
     return call(A, "GET", "openapi.json")
+
+
+def test_the_pages_mute_a_group_and_set_every_preference_at_once(people: People) -> None:
+    from django.test import Client
+
+    from notifications.models import GroupMute, NotificationPreference
+
+    lab = actions.create_group(people.alice, name="Lab")
+    actions.add_member(people.alice, lab, people.bob)
+    bob = Client()
+    bob.force_login(people.bob)
+    assert b"Mute notifications" in bob.get(f"/groups/{lab.id}/").content
+    response = bob.post("/notifications/preferences/mute/", {"group_id": lab.id, "muted": "1", "back": "group"})
+    assert response.status_code == 302 and response["Location"] == f"/groups/{lab.id}/"
+    assert GroupMute.objects.filter(user=people.bob, group=lab).count() == 1
+    assert b"Unmute notifications" in bob.get(f"/groups/{lab.id}/").content
+    # carol is not in Lab: 404, and nothing stored.
+    carol = Client()
+    carol.force_login(people.carol)
+    assert carol.post("/notifications/preferences/mute/", {"group_id": lab.id, "muted": "1"}).status_code == 404
+
+    page = bob.get("/notifications/preferences/")
+    assert page.status_code == 200 and b'name="site.watching.update"' in page.content
+    # The form sends the whole state: everything ticked but two boxes.
+    ticked = {f"{channel}.{kind}.{type}": "on" for channel in ("site", "email")
+              for kind, types in call(B, "GET", "preferences")["kinds"].items() for type in types}
+    del ticked["site.watching.update"], ticked["email.owner.upload"]
+    assert bob.post("/notifications/preferences/", ticked).status_code == 302
+    assert sorted(NotificationPreference.objects.filter(user=people.bob).values_list("kind", "type", "site", "email")) == [
+        ("owner", "upload", True, False), ("watching", "update", False, True)]
+    # Posted again: the same state (set, not toggled).
+    bob.post("/notifications/preferences/", ticked)
+    assert NotificationPreference.objects.filter(user=people.bob).count() == 2
