@@ -466,19 +466,37 @@ class Bridge:
             except Exception:
                 log.exception("could not resume the partitions")
                 self.held = None
-        # A batch being gathered is read again too.
-        self.window.take()
+        # A batch being gathered is read again too: from its own first offsets if the broker
+        # cannot say what was committed (it may be the failure), since everything before them
+        # was handed on; dropping it and not rewinding would skip it.
+        starts = {tp: messages[0].offset for tp, messages in self.window.take().items() if messages}
         self.state = "idle"
-        self.rewind()
+        self.rewind(starts)
 
-    def rewind(self) -> None:
+    def rewind(self, starts: Mapping[TopicPartition, int] | None = None) -> None:
         """Go back to the last committed offsets: a batch that failed half-way was polled
-        (the position moved past it) but not committed, and must be read again, not skipped."""
+        (the position moved past it) but not committed, and must be read again, not skipped.
+        `starts`: where the batch being gathered began, the place to go back to at least."""
+        starts = starts or {}
         try:
-            for tp in self.consumer.assignment():
-                self.consumer.seek(tp, self.consumer.committed(tp) or 0)
+            assigned = self.consumer.assignment()
         except Exception:
             log.exception("could not rewind to the committed offsets")
+            return
+        for tp in assigned:
+            try:
+                target = self.consumer.committed(tp) or 0
+                if tp in starts:
+                    target = min(target, starts[tp])
+            except Exception:
+                if tp not in starts:
+                    log.exception("could not rewind %s to its committed offset", tp)
+                    continue
+                target = starts[tp]
+            try:
+                self.consumer.seek(tp, target)
+            except Exception:
+                log.exception("could not rewind %s", tp)
 
     def run(self) -> None:
         delay = 0.5

@@ -308,3 +308,23 @@ def test_a_batch_is_handed_on_when_the_queue_cannot_be_seen() -> None:
     while not submit.batches:
         bridge.step()
     assert clock.now - 50.0 < 0.1
+
+
+def test_a_failed_poll_while_gathering_reads_the_batch_again_even_when_the_broker_cannot_say_what_was_committed() -> None:
+    class Down(Trickle):
+        def committed(self, partition: TopicPartition) -> int | None:
+            raise ConnectionError("the broker is restarting")
+
+    clock = Clock()
+    broker = Down(clock, {OWNER0})
+    submit = Submitter()
+    bridge = trickle_bridge(clock, broker, submit)
+    broker.append(OWNER0, uploads(0, 3))
+    bridge.step()
+    assert broker.positions[OWNER0] == 3 and submit.batches == []
+    bridge.abandon()  # the next poll raised
+    # Back to the batch's first offset, not left past it.
+    assert broker.positions[OWNER0] == 0
+    while bridge.step():
+        pass
+    assert stored(submit) == [0, 1, 2]
