@@ -18,8 +18,9 @@ from django.db import connection
 from benchmarks.record import record
 from graphspace import actions
 from graphspace.models import Group, GroupMember, MembershipSpan, User
+from notifications.events import new_event
 from notifications.models import GroupNotification, OwnerNotification, Watch, WatchingNotification
-from notifications.persist import _watchers
+from notifications.persist import _watchers, persist_events
 from tests.integration.conftest import wait_for
 from tests.integration.helpers import GRAPH
 
@@ -70,6 +71,19 @@ def test_bench_one_update_of_a_graph_with_1000_watchers(pipeline: None) -> None:
     record("watching", "one update of a graph with 1,000 watchers: commit to 1,000 rows", summary(updates),
            target="within a group share of that size")
     record("watching", "one share into a group of 1,000 members: commit to 1,001 rows (the budget)", summary(shares))
+
+    # The persist part alone: one watching event for the 1,000 watchers, in this process.
+    persisted = []
+    for n in range(5):
+        event = new_event("watching", {
+            "graph_id": graph.id, "watch_seq": seq + 10**9, "owner_email": owner.email, "actor_email": owner.email,
+            "message": "m", "resource": "graph", "resource_id": graph.id, "resource_name": f"Direct {n}", "type": "update"})
+        started = time.perf_counter()
+        assert len(persist_events([event]).watching_ids) == WATCHERS
+        persisted.append((time.perf_counter() - started) * 1000)
+    print(f"persist of one watching event for 1,000 watchers: p50 {statistics.median(persisted):.0f} ms")
+    record("watching", "persist_events of one watching event for 1,000 watchers (in-process)",
+           f"p50 {statistics.median(persisted):.0f} / max {max(persisted):.0f} ms")
 
     # The watchers query alone, and the event had it carried the watchers' addresses.
     timings = []
