@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
 from django.contrib.sessions.backends.db import SessionStore
 
 from graphspace.models import User
@@ -37,7 +37,9 @@ def session_cookies(users: Iterable[User]) -> dict[int, str]:
     for user in users:
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+        # The first backend that can load a user back (django-axes' comes first and cannot).
+        store[BACKEND_SESSION_KEY] = next(path for path in settings.AUTHENTICATION_BACKENDS
+                                          if hasattr(load_backend(path), "get_user"))
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
         assert store.session_key is not None

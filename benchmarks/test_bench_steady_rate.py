@@ -23,6 +23,7 @@ from django.db import transaction
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
+from benchmarks.record import record
 from graphspace import producer
 from graphspace.models import OutboxEvent, User
 from notifications.models import OwnerNotification
@@ -138,6 +139,9 @@ def test_bench_steady_rate(rate: int, pipeline: None, broker_url: str, process_e
           f"15 s; at the end {during[-1].backlog}: outbox {during[-1].outbox}, Kafka lag {during[-1].lag}, "
           f"Celery queue {during[-1].queue} tasks); all stored {drained_after:.1f} s after the stream ended "
           f"[target: flat at >= 1,000/s]")
+    record("pipeline (issue 9)", f"steady {rate} events/s, 200 recipients",
+           f"{'flat' if flat else 'growing'} ({grows:+.0f}/s), {during[-1].backlog} behind at the end "
+           f"(queue {during[-1].queue} tasks)", baseline="flat up to 200-400/s", target="flat at >= 1,000/s")
     print("  t(s)  offered  outbox  kafka-lag  queue  stored  backlog")
     for s in samples[::2]:
         print(f"  {s.at:5.1f} {s.offered:8d} {s.outbox:7d} {s.lag:10d} {s.queue:6d} {s.stored:7d} {s.backlog:8d}")
