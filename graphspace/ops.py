@@ -1,13 +1,20 @@
-"""Operations endpoints: /healthz for supervisors and load balancers, /metrics for Prometheus.
+"""Operations endpoints: /healthz (liveness) and /healthz/dependencies for supervisors and
+load balancers, /metrics for Prometheus.
 
-/healthz asks the three services the web app needs (PostgreSQL, Redis, Kafka) at the same
-time, each with its own short timeout, and answers 200 only when all three replied. The body
-says which one failed, and why:
+/healthz is liveness: this process answers and reaches its database. That is what an
+orchestrator restarts web on (docker-compose.yml), and all it asks: a Kafka outage fails no
+request (an action's event waits in the outbox until the relay publishes it) and a Redis
+outage is not cured by restarting web either, so neither restarts every web instance.
 
-    {"status": "fail", "failed": ["redis"], "checks": {"redis": {"ok": false, "error": "...",
-     "ms": 1.3}, "database": {"ok": true, "error": null, "ms": 2.0}, "kafka": {...}}}
+/healthz/dependencies reports every service web uses (PostgreSQL, Redis, Kafka), asked at
+the same time, each with its own short timeout: 200 only when all three replied, 503
+otherwise. For dashboards, alerts and a load balancer that should stop sending traffic:
 
-It needs no login: it names no data, only whether a service answered.
+    {"status": "fail", "failed": ["kafka"], "checks": {"database": {"ok": true, "error": null,
+     "ms": 2.0}, "redis": {...}, "kafka": {"ok": false, "error": "...", "ms": 2001.3}}}
+
+/healthz answers with the same body, with the database alone. Neither needs a login: they
+name no data, only whether a service answered.
 
 /metrics serves this process's Prometheus metrics (the bridge and the worker serve their own,
 see graphspace/metrics.py). With METRICS_TOKEN set, it answers only a request with
@@ -20,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +37,7 @@ from django.db import connections
 from django.db.utils import load_backend
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+from kafka import KafkaAdminClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from graphspace import metrics
@@ -73,53 +79,30 @@ def check_redis(timeout: float) -> None:
 
 
 def check_kafka(timeout: float) -> None:
-    """An ApiVersions request to the bootstrap servers; any one answering is enough.
-
-    A raw request rather than a kafka-python client: a client that cannot bootstrap leaves
-    its I/O thread running, one more for every failed check.
-    """
-    errors = []
-    for server in settings.KAFKA_BOOTSTRAP_SERVERS:
-        host, _, port = server.rpartition(":")
-        try:
-            kafka_api_versions(host.strip("[]") or "localhost", int(port), timeout)
-            return
-        except (OSError, ValueError) as error:
-            errors.append(f"{server}: {error}")
-    raise ConnectionError("; ".join(errors) or "no KAFKA_BOOTSTRAP_SERVERS")
-
-
-API_VERSIONS_KEY = 18
-
-
-def kafka_api_versions(host: str, port: int, timeout: float) -> None:
-    """Send ApiVersions v0 (which every Kafka broker answers) and check the reply's error code."""
-    client_id = b"graphspace-healthz"
-    correlation_id = int(time.monotonic() * 1000) & 0x7FFFFFFF
-    request = struct.pack(">hhih", API_VERSIONS_KEY, 0, correlation_id, len(client_id)) + client_id
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(struct.pack(">i", len(request)) + request)
-        (size,) = struct.unpack(">i", _receive(sock, 4))
-        reply = _receive(sock, size)
-    answered_id, error_code = struct.unpack(">ih", reply[:6])
-    if answered_id != correlation_id:
-        raise ValueError(f"reply to request {answered_id}, not {correlation_id}")
-    if error_code:
-        raise ValueError(f"ApiVersions error code {error_code}")
+    """kafka-python's admin client bootstraps from KAFKA_BOOTSTRAP_SERVERS (ApiVersions and
+    metadata from any one broker that answers) within the timeout, and is closed again."""
+    admin = KafkaAdminClient.__new__(KafkaAdminClient)
+    try:
+        admin.__init__(  # type: ignore[misc]
+            bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+            client_id="graphspace-healthz",
+            bootstrap_timeout_ms=int(timeout * 1000),
+            request_timeout_ms=int(timeout * 1000),
+        )
+    except BaseException:
+        # kafka-python 3 starts its I/O thread before it bootstraps, and a constructor that
+        # raises leaves that thread running: one more for every failed check. Stop it here.
+        net = getattr(admin, "_net", None)
+        if net is not None:
+            admin._client.close()
+            net.stop()
+        raise
+    admin.close()
 
 
-def _receive(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("the broker closed the connection")
-        data += chunk
-    return data
-
-
-CHECKS: dict[str, Callable[[float], None]] = {
+# Liveness: the process and its database. The dependency report: every service web uses.
+LIVENESS: dict[str, Callable[[float], None]] = {"database": check_database}
+DEPENDENCIES: dict[str, Callable[[float], None]] = {
     "database": check_database,
     "redis": check_redis,
     "kafka": check_kafka,
@@ -139,15 +122,25 @@ async def _run(check: Callable[[float], None], timeout: float) -> dict[str, Any]
     return {"ok": error is None, "error": error, "ms": round((time.monotonic() - started) * 1000, 1)}
 
 
-async def healthz(request: HttpRequest) -> JsonResponse:
+async def _report(checks: dict[str, Callable[[float], None]]) -> JsonResponse:
     timeout = float(settings.HEALTHZ_TIMEOUT)
-    results = await asyncio.gather(*(_run(check, timeout) for check in CHECKS.values()))
-    checks = dict(zip(CHECKS, results, strict=True))
-    failed = [name for name, result in checks.items() if not result["ok"]]
-    body = {"status": "fail" if failed else "ok", "failed": failed, "checks": checks}
+    results = await asyncio.gather(*(_run(check, timeout) for check in checks.values()))
+    answered = dict(zip(checks, results, strict=True))
+    failed = [name for name, result in answered.items() if not result["ok"]]
+    body = {"status": "fail" if failed else "ok", "failed": failed, "checks": answered}
     response = JsonResponse(body, status=503 if failed else 200)
     response["Cache-Control"] = "no-store"
     return response
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: 200 while this process answers and its database does."""
+    return await _report(LIVENESS)
+
+
+async def dependencies(request: HttpRequest) -> JsonResponse:
+    """The dependency report: PostgreSQL, Redis and Kafka, each ok or the reason it is not."""
+    return await _report(DEPENDENCIES)
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -175,5 +168,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("healthz/dependencies", dependencies, name="healthz-dependencies"),
     path("metrics", metrics_view, name="metrics"),
 ]

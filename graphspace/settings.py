@@ -76,7 +76,7 @@ SESSION_COOKIE_SECURE = SECURE
 CSRF_COOKIE_SECURE = SECURE
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", default=SECURE)
 # The container's health check and Prometheus ask over plain http from inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^healthz/dependencies$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600 if SECURE else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=SECURE)
 # Preloading writes the domain into the browsers' own lists, which takes months to undo: it
@@ -360,7 +360,7 @@ WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=9102)
 RELAY_METRICS_PORT = env.int("RELAY_METRICS_PORT", default=9103)
 # The bridge touches this file once a second at most, busy or idle (empty: no file).
 BRIDGE_HEARTBEAT_FILE = env.str("BRIDGE_HEARTBEAT_FILE", default="")
-# Seconds /healthz waits for each of the database, Redis and Kafka.
+# Seconds /healthz and /healthz/dependencies wait for each of the database, Redis and Kafka.
 HEALTHZ_TIMEOUT = env.float("HEALTHZ_TIMEOUT", default=2.0)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -35,6 +35,7 @@ def test_plain_http_is_sent_to_https_but_the_health_check_is_not(secure_web: str
     assert response.status_code == 301
     assert response.headers["Location"].startswith("https://127.0.0.1:")
     assert requests.get(f"{secure_web}/healthz", allow_redirects=False, timeout=10).status_code in (200, 503)
+    assert requests.get(f"{secure_web}/healthz/dependencies", allow_redirects=False, timeout=10).status_code in (200, 503)
 
 
 def test_https_answers_carry_hsts_and_secure_cookies(secure_web: str) -> None:

@@ -118,6 +118,13 @@ def test_it_runs_each_long_running_service_with_a_healthcheck_and_a_restart_poli
         assert service.get("restart") == "unless-stopped", f"{name} restart={service.get('restart')}"
 
 
+def test_web_restarts_on_liveness_not_on_the_dependency_report(services: dict[str, dict[str, Any]]) -> None:
+    # A Kafka outage fails no request (the outbox holds the events): it must not get web restarted.
+    test = " ".join(services["web"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/healthz'" in test
+    assert "dependencies" not in test
+
+
 def test_it_runs_the_one_shot_steps_once(services: dict[str, dict[str, Any]]) -> None:
     assert _one_shot(services) == {"migrate", "kafka-init"}
     for name in ("migrate", "kafka-init"):
