@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +29,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from graphspace import metrics
 from graphspace.models import OutboxEvent
 from notifications.events import Event, new_event
+from ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -265,3 +267,31 @@ def _dsn() -> str:
         dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=str(db["PORT"] or ""),
         connect_timeout=str(db.get("OPTIONS", {}).get("connect_timeout", 5)),
     )
+
+
+class OutboxBacklog(Collector):
+    """Events written by actions and not yet acknowledged by Kafka, read from the outbox
+    table on each scrape of web's /metrics: it rises whenever the relay or the broker is
+    away, whichever process is asked."""
+
+    def describe(self) -> Iterator[Metric]:
+        # Registering asks for the names; without this it would query at import time.
+        yield GaugeMetricFamily("graphspace_outbox_events", "")
+        yield GaugeMetricFamily("graphspace_outbox_oldest_age_seconds", "")
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f'SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) '
+                    f'FROM "{OutboxEvent._meta.db_table}"'
+                )
+                count, age = cursor.fetchone()
+        except Exception as error:
+            # The database away: /healthz says so; the rest of /metrics still answers.
+            log.warning("outbox metrics unavailable: %r", error)
+            return
+        yield GaugeMetricFamily("graphspace_outbox_events", "Events in the outbox, not yet acknowledged by Kafka.", value=count)
+        yield GaugeMetricFamily(
+            "graphspace_outbox_oldest_age_seconds", "Age of the oldest event in the outbox (0 when empty).", value=float(age)
+        )

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from graphspace import metrics
 from notifications.events import Event
+from ops import metrics
 
 log = logging.getLogger(__name__)
 

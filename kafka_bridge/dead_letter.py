@@ -21,10 +21,10 @@ from django.db import connection
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from graphspace import metrics
 from kafka_bridge.loop import Rejection
 from notifications import dead_letters
 from notifications.models import DeadLetter
+from ops import metrics
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ rebalance takes the partitions meanwhile, the held batch is dropped uncommitted:
 owner reads it again, and persisting is idempotent.
 
 The loop also reports that it is alive, and whether it makes progress: the Prometheus
-metrics in graphspace/metrics.py, and a heartbeat file (a small JSON document, rewritten at
+metrics in ops/metrics.py, and a heartbeat file (a small JSON document, rewritten at
 most once a second) whose age a supervisor reads and whose `state` says idle, busy or paused.
 """
 
@@ -37,9 +37,9 @@ from typing import Any, Literal, Protocol
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from graphspace import metrics
 from kafka_bridge.batching import Accumulator
 from notifications.events import Event, InvalidEvent, parse_message
+from ops import metrics
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from django.db import connection
 
-from graphspace import metrics
 from graphspace.models import User
 from notifications.channels import listening, send_to_users
 from notifications.models import GroupNotification, OwnerNotification, WatchingNotification
 from notifications.queries import unread_count, unread_counts
 from notifications.serializers import item_json
+from ops import metrics
 
 # Items carried in one push; the page refetches when a message says there are more.
 MAX_ITEMS = 20

@@ -38,13 +38,13 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from graphspace import metrics
 from graphspace.models import User
 from notifications import email
 from notifications.models import Digest, GroupNotification, OwnerNotification, WatchingNotification
 from notifications.queries import unread_counts
 from notifications.recipients import Preferences, in_digest
 from notifications.wording import cluster_text, item_text, name_preview
+from ops import metrics
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from celery.signals import worker_process_shutdown, worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from graphspace import metrics
+from ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def event_ids(args: Any) -> list[str] | None:
 
 
 # The worker's /metrics: served by the main process once the pool is up, adding up what the
-# pool's processes count (graphspace/metrics.py explains the multiprocess mode).
+# pool's processes count (ops/metrics.py explains the multiprocess mode).
 @worker_ready.connect
 def serve_worker_metrics(**_: Any) -> None:
     metrics.serve(settings.WORKER_METRICS_PORT, settings.METRICS_HOST)

@@ -10,13 +10,13 @@ from celery import Task
 from django.conf import settings
 from pydantic import ValidationError
 
-from graphspace import metrics
 from graphspace.celery import app
 from kafka_bridge.confirmations import CONFIRMATION_TTL_SECONDS, confirmation_key
 from notifications.broadcast import broadcast
 from notifications.events import Event
 from notifications.persist import persist_events as persist
 from notifications.persist import refuse_payload
+from ops import metrics
 from tasks.base import GraphSpaceTask
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ import pytest
 from kafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 
-from graphspace.metrics import FOLDER_PREFIX, is_celery_worker, remove_folders_of_dead_workers
 from kafka_bridge.loop import Bridge, Heartbeat, claimed_event_id
 from notifications.events import Event
+from ops.metrics import FOLDER_PREFIX, is_celery_worker, remove_folders_of_dead_workers
 from tests.unit.test_bridge_loop import OWNER, TOPICS, MemoryConsumer, Record, Submitter, upload
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from graphspace.log_format import JsonFormatter
+from ops.log_format import JsonFormatter
 
 
 @pytest.fixture
@@ -90,5 +90,5 @@ def test_objects_that_json_cannot_encode_are_written_as_text(captured: tuple[log
 def test_settings_select_the_json_formatter_by_log_format() -> None:
     from django.conf import settings
 
-    assert settings.LOGGING["formatters"]["json"]["()"] == "graphspace.log_format.JsonFormatter"
+    assert settings.LOGGING["formatters"]["json"]["()"] == "ops.log_format.JsonFormatter"
     assert settings.LOGGING["handlers"]["console"]["formatter"] == settings.LOG_FORMAT

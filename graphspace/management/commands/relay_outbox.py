@@ -9,8 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from graphspace import metrics
 from graphspace.producer import Relay
+from ops import metrics
 
 log = logging.getLogger(__name__)
 

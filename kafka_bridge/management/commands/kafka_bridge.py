@@ -12,12 +12,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from kafka import KafkaConsumer
 
-from graphspace import metrics
 from kafka_bridge.backend import Rebalance, create_topics, make_consumer
 from kafka_bridge.confirmations import Confirmations
 from kafka_bridge.dead_letter import DeadLetterTopic
 from kafka_bridge.loop import Bridge, Heartbeat
 from kafka_bridge.submit import confirmed, queue_empty, submit_batch
+from ops import metrics
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ Where each number is counted and where it is read (docs/operating.md lists what 
   serves them itself on BRIDGE_METRICS_PORT (`serve()`, a small HTTP server thread);
 - the Celery worker counts notifications persisted and broadcast, task retries and failures,
   and digest emails sent; its main process serves them on WORKER_METRICS_PORT;
-- the web app serves its own on /metrics (graphspace/ops.py).
+- the web app serves its own on /metrics (ops/web_metrics.py), with the outbox's backlog
+  that the host adds (graphspace/producer.py: OutboxBacklog).
 
 Celery's prefork pool runs tasks in forked child processes, whose counters a server in the
 parent would never see. So the worker uses prometheus-client's multiprocess mode: every
@@ -24,12 +25,10 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, multiprocess, start_http_server, values
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -187,39 +186,6 @@ relay_heartbeat = Gauge(
     "graphspace_relay_heartbeat_timestamp_seconds", "When the relay's loop last turned (Unix time).",
     multiprocess_mode="mostrecent",
 )
-
-
-
-class OutboxBacklog(Collector):
-    """Events written by actions and not yet acknowledged by Kafka, read from the outbox
-    table on each scrape of web's /metrics: it rises whenever the relay or the broker is
-    away, whichever process is asked."""
-
-    def describe(self) -> Iterator[Metric]:
-        # Registering asks for the names; without this it would query at import time.
-        yield GaugeMetricFamily("graphspace_outbox_events", "")
-        yield GaugeMetricFamily("graphspace_outbox_oldest_age_seconds", "")
-
-    def collect(self) -> Iterator[Metric]:
-        from django.db import connection
-
-        from graphspace.models import OutboxEvent
-
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f'SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) '
-                    f'FROM "{OutboxEvent._meta.db_table}"'
-                )
-                count, age = cursor.fetchone()
-        except Exception as error:
-            # The database away: /healthz says so; the rest of /metrics still answers.
-            log.warning("outbox metrics unavailable: %r", error)
-            return
-        yield GaugeMetricFamily("graphspace_outbox_events", "Events in the outbox, not yet acknowledged by Kafka.", value=count)
-        yield GaugeMetricFamily(
-            "graphspace_outbox_oldest_age_seconds", "Age of the oldest event in the outbox (0 when empty).", value=float(age)
-        )
 
 
 def registry() -> CollectorRegistry:

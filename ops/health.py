@@ -1,5 +1,5 @@
-"""Operations endpoints: /healthz (liveness) and /healthz/dependencies for supervisors and
-load balancers, /metrics for Prometheus.
+"""Health endpoints: /healthz (liveness) and /healthz/dependencies, for supervisors and load
+balancers (routed in ops/urls.py).
 
 /healthz is liveness: this process answers and reaches its database. That is what an
 orchestrator restarts web on (docker-compose.yml), and all it asks: a Kafka outage fails no
@@ -15,18 +15,11 @@ otherwise. For dashboards, alerts and a load balancer that should stop sending t
 
 /healthz answers with the same body, with the database alone. Neither needs a login: they
 name no data, only whether a service answered.
-
-/metrics serves this process's Prometheus metrics (the bridge and the worker serve their own,
-see graphspace/metrics.py). With METRICS_TOKEN set, it answers only a request with
-`Authorization: Bearer <token>`; without one, only a caller on the loopback (the container
-itself, or `curl` on the host that runs daphne). A token, once set, is required from
-everyone, so a reverse proxy on the same host cannot turn "loopback" into "anyone".
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,12 +28,8 @@ import redis
 from django.conf import settings
 from django.db import connections
 from django.db.utils import load_backend
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path
+from django.http import HttpRequest, JsonResponse
 from kafka import KafkaAdminClient
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from graphspace import metrics
 
 # --- the checks: each raises when its service does not answer in time -----------------------
 
@@ -141,33 +130,3 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 async def dependencies(request: HttpRequest) -> JsonResponse:
     """The dependency report: PostgreSQL, Redis and Kafka, each ok or the reason it is not."""
     return await _report(DEPENDENCIES)
-
-
-# --- metrics --------------------------------------------------------------------------------
-
-_registry = metrics.registry()
-# The outbox as the database holds it: what no relay has published yet.
-_registry.register(metrics.OutboxBacklog())
-
-LOOPBACK = {"127.0.0.1", "::1"}
-
-
-def may_read_metrics(request: HttpRequest) -> bool:
-    token: str = settings.METRICS_TOKEN
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-    return request.META.get("REMOTE_ADDR") in LOOPBACK
-
-
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not may_read_metrics(request):
-        return HttpResponse("metrics are for the loopback or METRICS_TOKEN\n", status=403, content_type="text/plain")
-    return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)
-
-
-urlpatterns = [
-    path("healthz", healthz, name="healthz"),
-    path("healthz/dependencies", dependencies, name="healthz-dependencies"),
-    path("metrics", metrics_view, name="metrics"),
-]
