@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from graphspace import actions, forms, permissions
 from graphspace.models import Graph, Group, GroupMember, User
-from notifications.models import GroupMute
+from notifications import preferences
 
 LIST_LIMIT = 100
 View = Callable[..., HttpResponse]
@@ -378,7 +378,7 @@ def _group_page(request: HttpRequest, group: Group, failed: str = "", form: djan
         "group": group,
         "is_owner": is_owner,
         "is_member": any(m.user_id == user.id for m in members),
-        "muted": GroupMute.objects.filter(user=user, group=group).exists(),
+        "muted": preferences.is_muted(user, group),
         "members": members,
         "graphs": [{"graph": g, "can_unshare": permissions.can_unshare_graph(user, g, group)} for g in shared],
         "update_form": forms.shown(form, update_initial) if form and failed == "update" else update_initial,

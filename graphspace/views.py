@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from graphspace.api import errors
+from apiedge import errors
 
 # Says when to come back, and nothing about whether the email has an account.
 LOCKED_OUT_MESSAGE = "Too many failed logins for {email} from your address. Try again in {minutes} minutes."

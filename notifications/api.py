@@ -12,8 +12,8 @@ from django.db import transaction
 from django.http import HttpRequest
 from pydantic import BeforeValidator
 
+from apiedge import errors, schemas
 from graphspace import actions
-from graphspace.api import errors, schemas
 from graphspace.models import Group, User
 from notifications import marking, preferences, queries
 from notifications.broadcast import push_count
@@ -130,8 +130,12 @@ def get_settings(request: HttpRequest, user: User) -> Answer:
     return 200, {"receive_notification_email": user.receive_notification_email}
 
 
+class NotificationSettings(schemas.Schema):
+    receive_notification_email: schemas.Boolean
+
+
 def put_settings(request: HttpRequest, user: User) -> Answer:
-    value = schemas.body(request, schemas.NotificationSettings).receive_notification_email
+    value = schemas.body(request, NotificationSettings).receive_notification_email
     # A set, never a toggle: sending the same value twice changes nothing.
     User.objects.filter(pk=user.pk).update(receive_notification_email=value)
     return 200, {"receive_notification_email": value}
@@ -145,7 +149,7 @@ class WatchBody(schemas.Schema):
     resource_id: schemas.Id
 
 
-Channel = Annotated[bool | None, BeforeValidator(lambda v: v if v is None else schemas._boolean(v))]
+Channel = Annotated[bool | None, BeforeValidator(lambda v: v if v is None else schemas.boolean(v))]
 
 
 class ChannelSettings(schemas.Schema):
@@ -160,7 +164,7 @@ class PreferencesBody(schemas.Schema):
 
 
 class MuteBody(schemas.Schema):
-    muted: Annotated[bool, BeforeValidator(schemas._boolean)]
+    muted: schemas.Boolean
 
 
 def _domain(error: actions.DomainError, what: str) -> errors.ApiError:
@@ -168,6 +172,17 @@ def _domain(error: actions.DomainError, what: str) -> errors.ApiError:
     if isinstance(error, actions.NotFound):
         return not_found(what)
     return errors.bad_request(str(error))
+
+
+def translate(error: Exception) -> errors.ApiError | None:
+    """For apiedge.http.api_view: a domain error a handler let through (each handler above
+    answers the ones it expects itself), answered as API v1 answers them: 403 / 1004 for what
+    is missing or forbidden, 400 / 1002 otherwise."""
+    if isinstance(error, actions.NotFound | actions.Forbidden):
+        return errors.not_authorized()
+    if isinstance(error, actions.DomainError):
+        return errors.bad_request(str(error))
+    return None
 
 
 def watch_json(w: Watch) -> dict[str, Any]:

@@ -1,9 +1,18 @@
 """Routes of the notifications API (see openapi.py for the document that describes them)."""
 
+from collections.abc import Callable
+
+from django.http import HttpResponse
 from django.urls import path, re_path
 
-from graphspace.api.http import api_view
+from apiedge import http
 from notifications import api, openapi
+
+
+def api_view(methods: dict[str, http.Handler]) -> Callable[..., HttpResponse]:
+    """apiedge's view, with the notifications API's answers to domain errors."""
+    return http.api_view(methods, translate=api.translate)
+
 
 urlpatterns = [
     path("", api_view({"GET": api.list_clusters})),

@@ -64,5 +64,9 @@ def set_mute(user: User, group: Group, muted: bool) -> None:
         GroupMute.objects.filter(user=user, group=group).delete()
 
 
+def is_muted(user: User, group: Group) -> bool:
+    return GroupMute.objects.filter(user=user, group=group).exists()
+
+
 def muted_group_ids(user: User) -> set[int]:
     return set(GroupMute.objects.filter(user=user).values_list("group_id", flat=True))

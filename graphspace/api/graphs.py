@@ -9,8 +9,10 @@ from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 
+from apiedge import errors
+from apiedge.schemas import body
 from graphspace import actions, permissions
-from graphspace.api import errors, schemas, serializers
+from graphspace.api import schemas, serializers
 from graphspace.models import Graph, User
 
 Answer = tuple[int, Any]
@@ -134,7 +136,7 @@ def list_graphs(request: HttpRequest, user: User) -> Answer:
 
 
 def create_graph(request: HttpRequest, user: User) -> Answer:
-    data = schemas.body(request, schemas.GraphCreate)
+    data = body(request, schemas.GraphCreate)
     if (data.owner_email or user.email).lower() != user.email:
         raise errors.bad_request(
             "Cannot create graph with owner email other than the requesting user.",
@@ -159,7 +161,7 @@ def get_graph(request: HttpRequest, user: User, graph_id: int) -> Answer:
 
 def update_graph(request: HttpRequest, user: User, graph_id: int) -> Answer:
     graph = actions.find_graph(user, graph_id, "edit")
-    data = schemas.body(request, schemas.GraphUpdate)
+    data = body(request, schemas.GraphUpdate)
     graph = actions.update_graph(
         user, graph, name=data.name, is_public=data.is_public, graph_json=data.graph_json,
         style_json=data.style_json,
@@ -197,7 +199,7 @@ def list_layouts(request: HttpRequest, user: User, graph_id: int) -> Answer:
 
 
 def create_layout(request: HttpRequest, user: User, graph_id: int) -> Answer:
-    data = schemas.body(request, schemas.LayoutCreate)
+    data = body(request, schemas.LayoutCreate)
     if (data.owner_email or user.email).lower() != user.email:
         raise errors.bad_request(
             "Cannot create layout with owner email other than the requesting user.",
@@ -222,7 +224,7 @@ def get_layout(request: HttpRequest, user: User, graph_id: int, layout_id: int) 
 
 def update_layout(request: HttpRequest, user: User, graph_id: int, layout_id: int) -> Answer:
     layout = actions.find_layout(user, graph_id, layout_id, "edit")
-    data = schemas.body(request, schemas.LayoutUpdate)
+    data = body(request, schemas.LayoutUpdate)
     layout = actions.update_layout(
         user, layout, name=data.name, positions_json=data.positions_json, style_json=data.style_json,
         is_shared=data.is_shared,

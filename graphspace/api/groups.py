@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
+from apiedge import errors
+from apiedge.schemas import body
 from graphspace import actions, permissions
-from graphspace.api import errors, schemas, serializers
+from graphspace.api import schemas, serializers
 from graphspace.api.graphs import Answer, _lower, _ordered, _page, like_regex
 from graphspace.models import Graph, Group, User
 
@@ -48,7 +50,7 @@ def list_groups(request: HttpRequest, user: User) -> Answer:
 
 
 def create_group(request: HttpRequest, user: User) -> Answer:
-    data = schemas.body(request, schemas.GroupCreate)
+    data = body(request, schemas.GroupCreate)
     if (data.owner_email or user.email).lower() != user.email:
         raise errors.bad_request(
             "Cannot create group with owner email other than the requesting user.",
@@ -68,7 +70,7 @@ def get_group(request: HttpRequest, user: User, group_id: int) -> Answer:
 
 def update_group(request: HttpRequest, user: User, group_id: int) -> Answer:
     group = actions.find_group(user, group_id, "admin")
-    data = schemas.body(request, schemas.GroupUpdate)
+    data = body(request, schemas.GroupUpdate)
     group = actions.update_group(user, group, name=data.name, description=data.description)
     return 200, serializers.group(group)
 
@@ -90,7 +92,7 @@ def add_member(request: HttpRequest, user: User, group_id: int) -> Answer:
     """By email, or by the id of a user the caller already knows (actions.find_user): an
     unknown id and an id of a stranger get the same "User does not exist."."""
     group = actions.find_group(user, group_id, "admin")
-    data = schemas.body(request, schemas.MemberAdd)
+    data = body(request, schemas.MemberAdd)
     if data.member_email:
         member = actions.find_user(user, email=data.member_email)
     elif data.member_id:
@@ -133,7 +135,7 @@ def _share(user: User, group: Group, graph_id: int) -> Answer:
 
 def share_graph(request: HttpRequest, user: User, group_id: int) -> Answer:
     group = actions.find_group(user, group_id)
-    return _share(user, group, schemas.body(request, schemas.GraphRef).graph_id)
+    return _share(user, group, body(request, schemas.GraphRef).graph_id)
 
 
 def unshare_graph(request: HttpRequest, user: User, group_id: int, graph_id: int) -> Answer:
@@ -152,7 +154,7 @@ def list_graph_groups(request: HttpRequest, user: User, graph_id: int) -> Answer
 
 
 def share_graph_with_group(request: HttpRequest, user: User, graph_id: int) -> Answer:
-    group = actions.find_group(user, schemas.body(request, schemas.GroupRef).group_id)
+    group = actions.find_group(user, body(request, schemas.GroupRef).group_id)
     return _share(user, group, graph_id)
 
 

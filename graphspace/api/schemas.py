@@ -1,80 +1,18 @@
-"""Request schemas of the REST API v1 and the notifications API: where a request's body and
-query string become typed values, or a 400 with GraphSpace's error body.
-
-Pydantic models (the project already validates events with it, notifications/events.py), in
-lax mode so the official client's values keep working: `is_public` as 0/1, "0"/"1" or a
-bool, ids as numbers or digit strings, a group's fields as a form. Whatever passes fits its
-column: no NUL in any string, integers within PostgreSQL's bigint, JSON a few levels deep.
+"""Request schemas of the REST API v1: where a request's body and query string become typed
+values, or a 400 with GraphSpace's error body. The base model, the shared field types and the
+body reader are apiedge/schemas.py (the notifications API uses them too); here are API v1's
+own: names, tags, graph JSON, and the query strings with PHP-style arrays.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, QueryDict
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from django.http import HttpRequest
+from pydantic import BeforeValidator
 
+from apiedge.schemas import Flag, Id, M, PageNumber, QueryText, Schema, Text, text, validate
 from graphspace.actions import JSON_DEPTH_MAX
-from graphspace.api import errors
-
-BIGINT_MAX = 2**63 - 1
-# OFFSET and LIMIT are bigint in PostgreSQL; GraphSpace set no upper bound of its own.
-PAGE_MAX = 2**31 - 1
-# A query parameter longer than this is not a search anyone types.
-QUERY_TEXT_MAX = 1000
-
-
-def _no_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-def _text(value: Any) -> Any:
-    """A string; numbers are taken as their text (the original str()-ed them)."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError("must be a string")
-    if isinstance(value, int | float):
-        value = str(value)
-    return _no_nul(value)
-
-
-def _integer(value: Any) -> Any:
-    """An integer sent as a number or as digits (forms send text)."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.lstrip("-").isdigit() or len(value) > 20:
-            raise ValueError("must be an integer")
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _flag(value: Any) -> Any:
-    """GraphSpace's 0/1 flags: bool(int(value)), refusing what is not an integer."""
-    if value in (None, ""):
-        return None
-    try:
-        number = _integer(value)
-    except ValueError:
-        number = None
-    if not isinstance(number, int):
-        raise ValueError("must be 0 or 1")
-    return bool(number)
-
-
-def _boolean(value: Any) -> Any:
-    """true/false, as JSON or as form text ("true", "false", "1", "0")."""
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        return value.lower() in ("true", "1")
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
 
 
 def _tags(value: Any) -> Any:
@@ -98,21 +36,11 @@ def _json_depth(value: Any) -> Any:
     return value
 
 
-Text = Annotated[str, BeforeValidator(_text)]
 # Names: their length is a rule of the domain (actions.clean_name, GraphSpace's 1015).
-Name = Annotated[str, BeforeValidator(_text)]
-QueryText = Annotated[str, BeforeValidator(_no_nul), Field(max_length=QUERY_TEXT_MAX)]
-Flag = Annotated[bool | None, BeforeValidator(_flag)]
-Id = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=BIGINT_MAX)]
-PageNumber = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=PAGE_MAX)]
+Name = Annotated[str, BeforeValidator(text)]
 Tags = Annotated[list[Text], BeforeValidator(_tags)]
 Json = Annotated[Any, BeforeValidator(_json_depth)]
 JsonObject = Annotated[dict[str, Any] | None, BeforeValidator(_json_depth)]
-
-
-class Schema(BaseModel):
-    # Unknown fields are ignored, as GraphSpace did (the client sends a few we do not use).
-    model_config = ConfigDict(extra="ignore")
 
 
 # --- bodies ----------------------------------------------------------------------------
@@ -174,10 +102,6 @@ class GroupRef(Schema):
     group_id: Id
 
 
-class NotificationSettings(Schema):
-    receive_notification_email: Annotated[bool, BeforeValidator(_boolean)]
-
-
 # --- query strings ---------------------------------------------------------------------
 
 class Page(Schema):
@@ -215,22 +139,7 @@ class GroupGraphQuery(Page):
     names: QueryText | None = None
 
 
-M = TypeVar("M", bound=Schema)
-
 _LISTS = ("names", "nodes", "edges", "tags")
-
-
-def _message(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "The body"
-    return f"{where} {first['msg'].removeprefix('Value error, ')}."
-
-
-def validate(model: type[M], data: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise errors.bad_request(_message(error)) from None
 
 
 def query(request: HttpRequest, model: type[M]) -> M:
@@ -245,36 +154,3 @@ def query(request: HttpRequest, model: type[M]) -> M:
             params[bare] = request.GET.get(key)
     params = {k: v for k, v in params.items() if v not in ("", None)}
     return validate(model, params)
-
-
-def raw_body(request: HttpRequest) -> dict[str, Any]:
-    """The request body as a dict: JSON (graphs, layouts) or a form (groups), by content."""
-    try:
-        raw = request.body
-    except RequestDataTooBig:
-        raise errors.ApiError(413, errors.BAD_REQUEST, "The request body is too large.") from None
-    if not raw:
-        return {}
-    content_type = request.META.get("CONTENT_TYPE", "")
-    if "json" in content_type:
-        try:
-            data = json.loads(raw, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as error:
-            # ValueError: not JSON, not UTF-8, NaN, or an integer of more than 4,300 digits.
-            raise errors.bad_request(f"The request body is not valid JSON: {str(error)[:200]}") from None
-        if not isinstance(data, dict):
-            raise errors.bad_request("The request body must be a JSON object.")
-        return data
-    try:
-        form = QueryDict(raw, encoding="utf-8")
-    except TooManyFieldsSent:
-        raise errors.bad_request("The request has too many fields.") from None
-    return {k: form.get(k) for k in form.keys()}
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def body(request: HttpRequest, model: type[M]) -> M:
-    return validate(model, raw_body(request))

@@ -1,10 +1,19 @@
 """API v1 routes. The client builds some paths with a trailing slash and some without;
 each route takes both."""
 
+from collections.abc import Callable
+
+from django.http import HttpResponse
 from django.urls import re_path
 
-from graphspace.api import graphs, groups
-from graphspace.api.http import api_view
+from apiedge import http
+from graphspace.api import errors, graphs, groups
+
+
+def api_view(methods: dict[str, http.Handler]) -> Callable[..., HttpResponse]:
+    """apiedge's view, with API v1's answers to the domain errors a handler lets through."""
+    return http.api_view(methods, translate=errors.translate)
+
 
 ID = r"(?P<{}>\d+)"
 

@@ -1,5 +1,8 @@
-"""Request plumbing for API v1: authentication, one view per URL, error mapping (the
-parsing of bodies and query strings is in schemas.py)."""
+"""Request plumbing for the site's JSON APIs (the REST API v1 and the notifications API):
+authentication (HTTP Basic or the session with its CSRF token), one view per URL, every
+answer and every error as GraphSpace JSON. Each API passes `translate` to map its own domain
+errors (graphspace/api/errors.py, notifications/api.py); the parsing of bodies is in
+apiedge/schemas.py."""
 
 from __future__ import annotations
 
@@ -15,16 +18,15 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from graphspace.actions import DomainError
-from graphspace.api import errors
-from graphspace.models import User
+from apiedge import errors
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ def _credential_key(email: str, password: str) -> str:
     return hashlib.sha256(f"{settings.SECRET_KEY}\0{email}\0{password}".encode()).hexdigest()
 
 
-def basic_auth_user(header: str, request: HttpRequest) -> User | None:
+def basic_auth_user(header: str, request: HttpRequest) -> AbstractBaseUser | None:
     if not header.startswith("Basic "):
         return None
     try:
@@ -57,8 +59,8 @@ def basic_auth_user(header: str, request: HttpRequest) -> User | None:
     with _verified_lock:
         hit = _VERIFIED.get(key)
     if hit and hit[1] > now:
-        user = User.objects.filter(pk=hit[0], is_active=True).first()
-        if user is not None and user.email == email:
+        user = get_user_model().objects.filter(pk=hit[0], is_active=True).first()
+        if user is not None and getattr(user, "email", None) == email:
             return user
     # With the request, so that the login throttle (django-axes) counts this attempt for this
     # email and address, and refuses it while they are locked out. A pair verified above is
@@ -76,7 +78,7 @@ def basic_auth_user(header: str, request: HttpRequest) -> User | None:
 _csrf = CsrfViewMiddleware(lambda request: HttpResponse())
 
 
-def request_user(request: HttpRequest) -> User | None:
+def request_user(request: HttpRequest) -> AbstractBaseUser | None:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
         return basic_auth_user(header, request)
@@ -90,9 +92,11 @@ def request_user(request: HttpRequest) -> User | None:
 
 
 Handler = Callable[..., Any]
+# An API's own errors (a domain error) as the ApiError to answer, or None for "not mine".
+Translate = Callable[[Exception], "errors.ApiError | None"]
 
 
-def api_view(methods: dict[str, Handler]) -> Callable[..., HttpResponse]:
+def api_view(methods: dict[str, Handler], translate: Translate | None = None) -> Callable[..., HttpResponse]:
     """One URL, one handler per method; every answer and every error is GraphSpace JSON."""
 
     @csrf_exempt
@@ -110,8 +114,6 @@ def api_view(methods: dict[str, Handler]) -> Callable[..., HttpResponse]:
             return JsonResponse(payload, status=status, safe=False)
         except errors.ApiError as error:
             return errors.error_response(request, error)
-        except DomainError as error:
-            return errors.error_response(request, errors.from_action(error))
         except RequestDataTooBig:
             return errors.error_response(request, errors.ApiError(413, errors.BAD_REQUEST, "The request body is too large."))
         except (TooManyFieldsSent, TooManyFilesSent):
@@ -121,6 +123,9 @@ def api_view(methods: dict[str, Handler]) -> Callable[..., HttpResponse]:
             log.warning("API value refused by the database on %s %s: %s", request.method, request.path, error)
             return errors.error_response(request, errors.bad_request("The request has a value out of range."))
         except Exception as error:
+            translated = translate(error) if translate is not None else None
+            if translated is not None:
+                return errors.error_response(request, translated)
             log.exception("API error on %s %s", request.method, request.path)
             return errors.error_response(request, errors.ApiError(500, 2000, f"Internal error: {type(error).__name__}"))
 
