@@ -21,8 +21,8 @@ from collections import defaultdict
 import pytest
 from django.db import transaction
 
-from benchmarks.bell import Bells, session_cookies
-from benchmarks.bell import percentile as nearest_rank
+from benchmarks.bell import Bells, percentile, session_cookies
+from benchmarks.pace import offer_uploads
 from benchmarks.record import record
 from graphspace import producer
 from graphspace.models import User
@@ -41,11 +41,6 @@ def design() -> str:
     if hasattr(producer, "write_to_outbox"):
         return "transactional outbox + relay (NOTIFY)"
     return "publish on commit (transaction.on_commit -> web producer)"
-
-
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest rank: the smallest sample with at least p% of the samples at or below it."""
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def test_bench_latency_from_commit_to_row_one_event_at_a_time(people: People, pipeline: None) -> None:
@@ -87,7 +82,6 @@ def test_bench_latency_from_commit_to_row_one_event_at_a_time(people: People, pi
 RATE_SECONDS = 10.0
 RATE_WARM_UP_SECONDS = 2.0
 BELLS = 50  # recipients, each with one open bell; the events go to them in turn
-TICK = 0.010  # events due within one tick are committed in one transaction
 
 
 @pytest.mark.parametrize("rate", [50, 200])
@@ -101,23 +95,10 @@ def test_bench_latency_from_produce_to_frame_at_a_steady_rate(rate: int, pipelin
         total = warm + int(rate * RATE_SECONDS)
         committed: dict[int, float] = {}
         started = time.perf_counter()
-        n = 0
-        while n < total:
-            due = started + n / rate
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            # Every event due by the end of this tick, in one transaction.
-            upto = min(total, max(n + 1, int((time.perf_counter() + TICK - started) * rate)))
-            with transaction.atomic():
-                for k in range(n, upto):
-                    producer.send_message("owner", {
-                        "owner_email": users[k % BELLS].email, "message": f"New graph G{k} uploaded.",
-                        "resource": "graph", "resource_id": base + k, "resource_name": f"G{k}", "type": "upload"})
+        for n, upto in offer_uploads(rate, total, [u.email for u in users], base):
             now = time.perf_counter()
             for k in range(n, upto):
                 committed[k] = now
-            n = upto
         offered = total / (time.perf_counter() - started)
         rows = OwnerNotification.objects.filter(resource_id__gte=base, resource_id__lt=base + total)
         wait_for(lambda: rows.count() >= total, timeout=120, what=f"{total} rows")
@@ -142,13 +123,13 @@ def test_bench_latency_from_produce_to_frame_at_a_steady_rate(rate: int, pipelin
         measured = sorted((carried[k] - committed[k]) * 1000 for k in range(warm, total) if k in carried)
         print(f"\nproduce -> bell frame at {rate} events/s (offered {offered:.0f}/s for {total / offered:.1f} s, "
               f"{BELLS} recipients with one open socket each, first {RATE_WARM_UP_SECONDS:.0f} s dropped): "
-              f"p50 {nearest_rank(measured, 50):.1f} ms, p90 {nearest_rank(measured, 90):.1f} ms, "
-              f"p99 {nearest_rank(measured, 99):.1f} ms, max {measured[-1] if measured else math.nan:.1f} ms "
+              f"p50 {percentile(measured, 50):.1f} ms, p90 {percentile(measured, 90):.1f} ms, "
+              f"p99 {percentile(measured, 99):.1f} ms, max {measured[-1] if measured else math.nan:.1f} ms "
               f"[target p50 <= 50, p99 <= 150 ms]; events in no frame's items: {not_carried} of {total}, "
               f"of those not even counted in a frame's `more`: {unannounced} [target 0]; "
               f"frames {len(bells.frames)}, sockets closed by the server {bells.closed()}")
         record("pipeline (issue 9)", f"produce -> bell frame at {rate} events/s",
-               f"p50 {nearest_rank(measured, 50):.0f} / p99 {nearest_rank(measured, 99):.0f} ms; "
+               f"p50 {percentile(measured, 50):.0f} / p99 {percentile(measured, 99):.0f} ms; "
                f"{not_carried} of {total} in no frame ({unannounced} not even in `more`)",
                baseline={50: "183 / 308 ms", 200: "383 / 698 ms; 25% missing before `more`"}[rate],
                target="p50 <= 50 / p99 <= 150 ms; 0 missing",

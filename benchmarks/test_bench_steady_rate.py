@@ -19,19 +19,17 @@ from dataclasses import dataclass
 import pytest
 import redis
 from django.conf import settings
-from django.db import transaction
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
+from benchmarks.pace import offer_uploads
 from benchmarks.record import record
-from graphspace import producer
 from graphspace.models import OutboxEvent, User
 from notifications.models import OwnerNotification
 from tests.integration.conftest import wait_for
 
 RECIPIENTS = 200
 SECONDS = 20.0
-TICK = 0.010  # events due within one tick are committed in one transaction (several requests' worth)
 SAMPLE = 1.0
 
 
@@ -99,21 +97,10 @@ def test_bench_steady_rate(rate: int, pipeline: None, broker_url: str, process_e
                                   max(0, relayed - (gauges.committed() - gauges.committed_at_start)),
                                   gauges.queue(), rows.count()))
 
-        while n < total:
-            now = time.perf_counter()
-            if now >= next_sample:
+        for _, n in offer_uploads(rate, total, [u.email for u in users], base):  # noqa: B007 - sample() reads n
+            if time.perf_counter() >= next_sample:
                 sample()
                 next_sample += SAMPLE
-            pause = started + n / rate - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            upto = min(total, max(n + 1, int((time.perf_counter() + TICK - started) * rate)))
-            with transaction.atomic():
-                for k in range(n, upto):
-                    producer.send_message("owner", {
-                        "owner_email": users[k % RECIPIENTS].email, "message": f"New graph G{k} uploaded.",
-                        "resource": "graph", "resource_id": base + k, "resource_name": f"G{k}", "type": "upload"})
-            n = upto
         offered_for = time.perf_counter() - started
         sample()
         # Drain: sample on until everything is stored (or give up after two minutes).

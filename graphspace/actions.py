@@ -254,16 +254,20 @@ _GRAPH_REFUSAL = {
 }
 
 
-def _owner_event(type: str, resource: str, obj_id: int, name: str, recipient: User, actor: User) -> None:
-    producer.send_message("owner", {
-        "owner_email": recipient.email,
+def _about(type: str, resource: str, obj_id: int, name: str, actor: User) -> dict[str, Any]:
+    """What every event says of its action, whatever its topic."""
+    return {
         "actor_email": actor.email,
         "message": message_text(type, resource, name),
         "resource": resource,
         "resource_id": obj_id,
         "resource_name": name,
         "type": type,
-    })
+    }
+
+
+def _owner_event(type: str, resource: str, obj_id: int, name: str, recipient: User, actor: User) -> None:
+    producer.send_message("owner", {"owner_email": recipient.email, **_about(type, resource, obj_id, name, actor)})
 
 
 def _bump_membership(group: Group) -> int:
@@ -302,12 +306,7 @@ def _group_event(
         "membership_seq": seq,
         # The seed's group events carry the actor as owner_email.
         "owner_email": actor.email,
-        "actor_email": actor.email,
-        "message": message_text(type, resource, name),
-        "resource": resource,
-        "resource_id": obj_id,
-        "resource_name": name,
-        "type": type,
+        **_about(type, resource, obj_id, name, actor),
     }
     if member_email:
         message["member_email"] = member_email
@@ -367,12 +366,7 @@ def _watching_event(
         "watch_seq": int(seq),
         "announced_groups": [list(pair) for pair in announced],
         "owner_email": owner_email,
-        "actor_email": actor.email,
-        "message": message_text(type, resource, name),
-        "resource": resource,
-        "resource_id": obj_id,
-        "resource_name": name,
-        "type": type,
+        **_about(type, resource, obj_id, name, actor),
     })
 
 
