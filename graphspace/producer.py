@@ -162,14 +162,19 @@ class Relay:
         ]
         producer.flush(timeout=timeout)
         acked: list[int] = []
+        # Where the broker put them, for the log: "owner[0]@120-131".
+        spans: dict[str, list[int]] = {}
         for row, future in zip(rows, futures, strict=True):
             try:
-                future.get(timeout=timeout)
+                where = future.get(timeout=timeout)
             except KafkaError as error:
                 if not acked and not getattr(error, "retriable", True):
                     log.error("outbox row %d refused by the broker: %r", row.id, error)
                 raise PublishError(f"{len(rows) - len(acked)} of {len(rows)} not acknowledged: {error!r}") from error
             acked.append(row.id)
+            span = spans.setdefault(f"{where.topic}[{where.partition}]", [where.offset, where.offset])
+            span[0], span[1] = min(span[0], where.offset), max(span[1], where.offset)
+        log.info("published %d events at %s", len(acked), ", ".join(f"{k}@{a}-{b}" for k, (a, b) in sorted(spans.items())))
         return acked
 
     def step(self) -> int:

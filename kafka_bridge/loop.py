@@ -129,6 +129,12 @@ def validate(records: Mapping[TopicPartition, Sequence[Any]], topics: Mapping[st
     return batch
 
 
+def span(batch: Batch) -> str:
+    """The offsets a batch covers, per partition, for the log: "owner[0]@120-131"."""
+    return ", ".join(f"{tp.topic}[{tp.partition}]@{batch.starts.get(tp, '?')}-{end.offset - 1}"
+                     for tp, end in sorted(batch.offsets.items()))
+
+
 # Reading the event id a rejected message claims costs a JSON parse: a few milliseconds for
 # the largest a broker takes by default (1 MiB), and worth it for the dead letter. Beyond
 # this, the message is not worth the time.
@@ -335,7 +341,7 @@ class Bridge:
             self.stats.submitted += len(batch.events)
             self.stats.batches += 1
             self.count_submitted(batch.events)
-            log.info("batch of %d events submitted as task %s", len(batch.events), task_id,
+            log.info("batch of %d events submitted as task %s (%s)", len(batch.events), task_id, span(batch),
                      extra={"event_ids": [str(e.event_id) for e in batch.events]})
         batch.submitted = True
         return True

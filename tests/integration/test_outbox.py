@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from kafka.errors import KafkaTimeoutError
+from kafka.producer.future import RecordMetadata
+from kafka.structs import TopicPartition
 
 from graphspace import producer
 from graphspace.models import OutboxEvent
@@ -22,11 +24,13 @@ from tests.integration.conftest import Process
 
 
 class Acked:
-    def __init__(self, on_get: Callable[[], None]) -> None:
-        self.on_get = on_get
+    def __init__(self, on_get: Callable[[], None], topic: str) -> None:
+        self.on_get, self.topic = on_get, topic
 
-    def get(self, timeout: float | None = None) -> None:
+    def get(self, timeout: float | None = None) -> RecordMetadata:
         self.on_get()
+        # Where a broker would have put it (the relay logs it).
+        return RecordMetadata(self.topic, 0, TopicPartition(self.topic, 0), 0, 0, None, 0, 0, 0)
 
 
 class RecordingProducer:
@@ -45,7 +49,7 @@ class RecordingProducer:
             time.sleep(0.0005)  # let the other relay's claim run in between
             with self.lock:
                 self.log.append((key.decode(), value))
-        return Acked(ack)
+        return Acked(ack, topic)
 
     def flush(self, timeout: float | None = None) -> None:
         pass
