@@ -24,32 +24,42 @@ from tests.integration.conftest import Process
 
 
 class Acked:
-    def __init__(self, on_get: Callable[[], None], topic: str) -> None:
-        self.on_get, self.topic = on_get, topic
+    def __init__(self, on_get: Callable[[], None], topic: str, offset: int) -> None:
+        self.on_get, self.topic, self.offset = on_get, topic, offset
 
     def get(self, timeout: float | None = None) -> RecordMetadata:
         self.on_get()
-        # Where a broker would have put it (the relay logs it).
-        return RecordMetadata(self.topic, 0, TopicPartition(self.topic, 0), 0, 0, None, 0, 0, 0)
+        # Where the broker says it put the message (-1: nowhere, and no error).
+        return RecordMetadata(self.topic, 0, TopicPartition(self.topic, 0), self.offset, 0, None, 0, 0, 0)
 
 
 class RecordingProducer:
     """Acknowledges every send and records, in one list shared by all relays, the order in
     which the acknowledgements were seen."""
 
-    def __init__(self, log: list[tuple[str, bytes]], lock: threading.Lock, fail: bool = False) -> None:
+    def __init__(self, log: list[tuple[str, bytes]], lock: threading.Lock, fail: bool = False,
+                 no_offset_from: int | None = None) -> None:
         self.log, self.lock, self.fail = log, lock, fail
+        # From this send on, answer as Tansu 0.6.0 answers a produce retried across its
+        # restart: no error, offset -1, nothing stored.
+        self.no_offset_from = no_offset_from
+        self.sent = 0
         self.closed = False
 
     def send(self, topic: str, key: bytes, value: bytes) -> Acked:
         if self.fail:
             raise KafkaTimeoutError("no broker")
 
+        offset = self.sent
+        self.sent += 1
+        if self.no_offset_from is not None and offset >= self.no_offset_from:
+            return Acked(lambda: None, topic, -1)
+
         def ack() -> None:
             time.sleep(0.0005)  # let the other relay's claim run in between
             with self.lock:
                 self.log.append((key.decode(), value))
-        return Acked(ack, topic)
+        return Acked(ack, topic, offset)
 
     def flush(self, timeout: float | None = None) -> None:
         pass
@@ -128,6 +138,29 @@ def test_a_batch_the_broker_does_not_take_stays_in_the_outbox(transactional_db: 
     assert made[0].closed
     assert relay.step() == 5
     assert len(made) == 2 and len(log) == 5 and not OutboxEvent.objects.exists()
+
+
+def test_an_answer_without_an_offset_is_not_a_delivery(transactional_db: None) -> None:
+    """The chaos suite's broker restart lost events this way: the retried produce was
+    answered without an error and with offset -1, and the relay deleted its rows."""
+    write(5, keys=1)
+    made: list[RecordingProducer] = []
+    log: list[tuple[str, bytes]] = []
+    lock = threading.Lock()
+
+    def factory() -> Any:
+        made.append(RecordingProducer(log, lock, no_offset_from=3 if not made else None))
+        return made[-1]
+
+    relay = producer.Relay(producer_factory=factory)
+    with pytest.raises(producer.PublishError, match="without an offset"):
+        relay.step()
+    # Nothing was deleted: the three the broker did store are published again (a copy
+    # persisting ignores), and the two it did not are not lost.
+    assert OutboxEvent.objects.count() == 5 and len(log) == 3
+    assert made[0].closed
+    assert relay.step() == 5
+    assert len(log) == 8 and not OutboxEvent.objects.exists()
 
 
 def test_a_rolled_back_change_leaves_no_event(transactional_db: None) -> None:
