@@ -142,12 +142,17 @@ class DeadLetterTopic:
         for r, future in sent:
             try:
                 # flush() returned, so every future is done: this only reads the outcome.
-                future.get(timeout=self.timeout)
+                where = future.get(timeout=self.timeout)
             except Exception as error:
                 if is_permanent(error):
                     refused.append((r, _describe(error)))
                 else:
                     transient.append(_describe(error))
+                continue
+            if where.offset < 0:
+                # No error and no place in the log: not kept (graphspace/producer.py says
+                # which broker answers so); tried again with a fresh producer.
+                transient.append(f"answered without an offset in {where.topic}[{where.partition}]")
                 continue
             r.kept = "topic"
             metrics.dead_letters_kept.labels("topic").inc()

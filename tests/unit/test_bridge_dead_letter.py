@@ -15,6 +15,8 @@ from kafka.errors import (
     RecordListTooLargeError,
     TopicAuthorizationFailedError,
 )
+from kafka.producer.future import RecordMetadata
+from kafka.structs import TopicPartition
 
 from kafka_bridge.dead_letter import DeadLetterTopic, DeadLetterUnavailable, is_permanent
 from kafka_bridge.loop import Rejection
@@ -25,20 +27,21 @@ LIMIT = 1 << 20  # kafka-python's max_request_size
 
 
 class Future:
-    def __init__(self, error: Exception | None) -> None:
-        self.error = error
+    def __init__(self, verdict: Exception | int) -> None:
+        self.verdict = verdict
 
-    def get(self, timeout: float | None = None) -> object:
-        if self.error is not None:
-            raise self.error
-        return object()
+    def get(self, timeout: float | None = None) -> RecordMetadata:
+        if isinstance(self.verdict, Exception):
+            raise self.verdict
+        # Where the broker says it put the message (-1: nowhere, and no error).
+        return RecordMetadata("dlq", 0, TopicPartition("dlq", 0), self.verdict, 0, None, 0, 0, 0)
 
 
 class Producer:
     """Takes what fits, refuses what kafka-python would refuse before sending, and answers
     each send with the broker's verdict (`verdicts`, by value)."""
 
-    def __init__(self, verdicts: dict[bytes, Exception] | None = None, flush_error: Exception | None = None,
+    def __init__(self, verdicts: dict[bytes, Exception | int] | None = None, flush_error: Exception | None = None,
                  send_error: Exception | None = None) -> None:
         self.verdicts = verdicts or {}
         self.flush_error = flush_error
@@ -53,7 +56,7 @@ class Producer:
         if len(value) > LIMIT:
             raise MessageSizeTooLargeError(f"The message is {len(value)} bytes when serialized")
         self.sent.append((topic, key, value, dict(headers or [])))
-        return Future(self.verdicts.get(value))
+        return Future(self.verdicts.get(value, len(self.sent) - 1))
 
     def flush(self, timeout: float | None = None) -> None:
         if self.flush_error is not None:
@@ -136,7 +139,9 @@ def test_what_the_broker_refuses_for_good_goes_to_the_table(error: Exception) ->
     Producer(send_error=KafkaTimeoutError("no metadata within max_block_ms")),
     Producer(verdicts={b"{oops": NotLeaderForPartitionError()}),
     Producer(verdicts={b"{oops": KafkaConnectionError("broker went away")}),
-], ids=["flush timeout", "metadata timeout", "leader moved", "connection lost"])
+    # What Tansu 0.6.0 answers to a produce retried across its restart (it stores nothing).
+    Producer(verdicts={b"{oops": -1}),
+], ids=["flush timeout", "metadata timeout", "leader moved", "connection lost", "no offset"])
 def test_a_broker_away_is_transient_and_the_next_try_gets_a_fresh_producer(producer: Producer) -> None:
     table = Table()
     dlq, made = topic_with(producer, Producer(), table=table)
