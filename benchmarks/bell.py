@@ -88,6 +88,26 @@ class Bells:
             time.sleep(0.01)
         return True
 
+    def wait_for_frames_of(self, base: int, total: int, timeout: float) -> bool:
+        """Until some frame has carried (or counted in `more`) each of `total` items with
+        resource ids from `base`, or `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        carried: set[int] = set()
+        told = seen = 0
+        while True:
+            frames = self.frames[seen:]
+            seen += len(frames)
+            for frame in frames:
+                told += int(frame.message.get("more", 0))
+                for item in frame.message.get("items", []):
+                    if base <= int(item.get("resource_id", -1)) < base + total:
+                        carried.add(int(item["resource_id"]))
+            if len(carried) + told >= total:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
     def close(self) -> None:
         async def close_all() -> None:
             for reader in self.readers:

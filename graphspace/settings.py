@@ -247,8 +247,13 @@ KAFKA_BATCH_MAX = env.int("KAFKA_BATCH_MAX", default=500)
 # A batch is due when it holds KAFKA_BATCH_MAX messages or this long after its first message
 # (kafka_bridge/batching.py): one Celery task and one offset commit per batch.
 KAFKA_BATCH_WAIT_MS = env.int("KAFKA_BATCH_WAIT_MS", default=20)
-# ... and while a task still waits in the Celery queue (the workers are busy), up to this long.
+# ... and while the workers are busy (a task waits in the Celery queue, or KAFKA_BATCH_IN_FLIGHT
+# batches are unconfirmed), on until one is free, but no longer than this.
 KAFKA_BATCH_WAIT_BUSY_MS = env.int("KAFKA_BATCH_WAIT_BUSY_MS", default=500)
+# Batches with the workers at once: their processes, all of them (kafka_bridge/confirmations.py,
+# `ready`). The worker's concurrency by default (scripts/process.sh reads the same variable).
+# 0: a batch goes whenever the Celery queue is empty, however many are running.
+KAFKA_BATCH_IN_FLIGHT = env.int("KAFKA_BATCH_IN_FLIGHT", default=env.int("CELERY_CONCURRENCY", default=2))
 KAFKA_POLL_TIMEOUT_MS = env.int("KAFKA_POLL_TIMEOUT_MS", default=200)
 # The longest the broker holds the bridge's fetch when there is nothing new (kafka_bridge/backend.py).
 # Apache Kafka answers as soon as data arrives, whatever this is. Tansu answers a waiting fetch

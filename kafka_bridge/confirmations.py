@@ -9,6 +9,13 @@ confirms it (a short-lived Redis key the task sets when it is done, `confirmatio
 submits again a batch that stays unconfirmed while the queue is empty: a batch in the queue is
 not lost, only waiting. A copy of a batch that was not lost after all changes nothing (the
 persist task is idempotent); a batch that keeps failing is submitted again less and less often.
+
+The same confirmations say when a worker is free (`ready`): a batch submitted while every
+worker process is busy waits in the Celery queue for one to finish, and meanwhile the events
+after it could have joined it. So the bridge hands a batch on only when no task waits in the
+queue and fewer batches than the workers' processes (`in_flight`) are unconfirmed; until
+then the batch gathers (kafka_bridge/batching.py). The wait adapts to how long the tasks
+actually take, and a batch reaches a free worker at once instead of queueing behind a busy one.
 """
 
 from __future__ import annotations
@@ -57,7 +64,16 @@ class Confirmations:
         check_every: float = 1.0,
         max_pending_events: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        # The workers' processes, all of them: batches that may be with the workers at once
+        # (`ready`). None: ready whenever the queue is empty.
+        in_flight: int | None = None,
+        # One look at Redis: the Celery queue's length, and which of these tasks are confirmed.
+        look: Callable[[list[str]], tuple[int, list[bool]]] | None = None,
     ) -> None:
+        if in_flight is not None and (in_flight < 1 or look is None):
+            raise ValueError("in_flight needs a look at the queue and the confirmations, and at least 1")
+        self.in_flight = in_flight
+        self.look = look
         self._submit = submit
         self.confirmed = confirmed
         self.queue_empty = queue_empty
@@ -78,6 +94,24 @@ class Confirmations:
         self.pending[task_id] = Pending(task_id, events, self.clock(), self.resubmit_after)
         self.pending_events += len(events)
         return task_id
+
+    def ready(self) -> bool:
+        """Whether a worker can take a batch now: nothing waits in the Celery queue and fewer
+        than `in_flight` batches submitted recently are unconfirmed (one Redis round trip).
+        A batch unconfirmed past its resubmission time is likely lost, not running, and
+        stops counting (check() submits it again)."""
+        if self.in_flight is None or self.look is None:
+            return self.queue_empty()
+        ids = list(self.pending)
+        queued, done = self.look(ids)
+        for task_id, stored in zip(ids, done, strict=True):
+            if stored:
+                self.pending_events -= len(self.pending.pop(task_id).events)
+        if queued:
+            return False
+        now = self.clock()
+        busy = sum(1 for p in self.pending.values() if now - p.since < p.wait)
+        return busy < self.in_flight
 
     def check(self) -> int:
         """Drop the confirmed batches; submit again those overdue while the queue is empty.

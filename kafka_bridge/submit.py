@@ -54,3 +54,15 @@ def confirmed(task_ids: list[str]) -> list[bool]:
 def queue_empty() -> bool:
     """No persist task waits in the Celery queue (every one submitted has been taken)."""
     return int(_broker().llen(settings.CELERY_TASK_DEFAULT_QUEUE)) == 0
+
+
+def look(task_ids: list[str]) -> tuple[int, list[bool]]:
+    """The Celery queue's length and which of these persist tasks have confirmed their batch,
+    in one round trip (Confirmations.ready asks every few milliseconds while a batch waits)."""
+    pipe = _broker().pipeline(transaction=False)
+    pipe.llen(settings.CELERY_TASK_DEFAULT_QUEUE)
+    if task_ids:
+        pipe.mget([confirmation_key(t) for t in task_ids])
+    answers = pipe.execute()
+    stored = [value is not None for value in answers[1]] if task_ids else []
+    return int(answers[0]), stored

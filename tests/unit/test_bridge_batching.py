@@ -1,6 +1,6 @@
 """The bridge gathers a batch over several polls: due by size or by time since its first
-message, one task and one commit per batch, and handed on early, never lost, when its
-partitions are revoked or the bridge stops."""
+message, or, while the workers are busy, once one is free; one task and one commit per batch,
+and handed on early, never lost, when its partitions are revoked or the bridge stops."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 from kafka.structs import TopicPartition
 
 from kafka_bridge.batching import Accumulator
+from kafka_bridge.confirmations import Confirmations
 from kafka_bridge.loop import Bridge
+from notifications.events import Event, parse_message
 from tests.unit.test_bridge_backpressure import OWNER0, OWNER1, Broker, Record, bridge_for, stored, uploads
 from tests.unit.test_bridge_loop import Submitter
 
@@ -328,3 +330,115 @@ def test_a_failed_poll_while_gathering_reads_the_batch_again_even_when_the_broke
     while bridge.step():
         pass
     assert stored(submit) == [0, 1, 2]
+
+
+# --- a batch goes when a worker is free (Confirmations.ready) ---------------------------
+
+class Workers:
+    """The Celery side as the bridge sees it: what waits in the queue, and which submitted
+    batches a worker has confirmed stored."""
+
+    def __init__(self) -> None:
+        self.queued = 0
+        self.stored: set[str] = set()
+        self.looks = 0
+
+    def look(self, task_ids: list[str]) -> tuple[int, list[bool]]:
+        self.looks += 1
+        return self.queued, [t in self.stored for t in task_ids]
+
+
+def workers_bridge(clock: Clock, broker: Trickle, submit: Submitter, workers: Workers, in_flight: int,
+                   **options: object) -> tuple[Bridge, Confirmations]:
+    confirmations = Confirmations(submit, lambda ids: workers.look(ids)[1], lambda: workers.queued == 0,
+                                  in_flight=in_flight, look=workers.look, clock=clock)
+    options = {"batch_wait_ms": 0, "batch_wait_busy_ms": 500, **options}
+    bridge = bridge_for(broker, confirmations.submit, monotonic=clock, queue_empty=confirmations.ready, **options)
+    return bridge, confirmations
+
+
+def test_while_every_worker_holds_a_batch_the_next_one_gathers_and_goes_the_moment_one_is_confirmed() -> None:
+    clock = Clock()
+    broker = Trickle(clock, {OWNER0})
+    submit = Submitter()
+    workers = Workers()
+    bridge, confirmations = workers_bridge(clock, broker, submit, workers, in_flight=2)
+    # Idle workers: each poll's messages are a batch at once (no wait at all).
+    for n in range(2):
+        broker.append(OWNER0, uploads(n, 1))
+        bridge.step()
+    assert [[e.resource_id for e in b] for b in submit.batches] == [[0], [1]]
+    # Both workers hold a batch, and the queue is empty: what comes now waits for one of them,
+    # looking every few milliseconds, however long they take (up to the busy wait).
+    for n in range(2, 6):
+        broker.append(OWNER0, uploads(n, 1))
+        bridge.step()
+        clock.now += 0.030
+    assert len(submit.batches) == 2 and workers.looks >= 4
+    workers.stored.add("task-1")
+    bridge.step()
+    assert [[e.resource_id for e in b] for b in submit.batches][2:] == [[2, 3, 4, 5]]
+    assert broker.commits[-1] == {OWNER0: 6}
+    # The confirmed batch is forgotten; the two unconfirmed still count.
+    assert sorted(confirmations.pending) == ["task-2", "task-3"]
+
+
+def test_a_task_waiting_in_the_queue_keeps_the_batch_gathering_even_with_a_worker_free() -> None:
+    clock = Clock()
+    broker = Trickle(clock, {OWNER0})
+    submit = Submitter()
+    workers = Workers()
+    workers.queued = 1  # another task (a digest) waits: a batch now would wait behind it
+    bridge, _ = workers_bridge(clock, broker, submit, workers, in_flight=2)
+    broker.append(OWNER0, uploads(0, 1))
+    bridge.step()
+    clock.now += 0.100
+    bridge.step()
+    assert submit.batches == []
+    workers.queued = 0
+    bridge.step()
+    assert stored(submit) == [0]
+
+
+def test_busy_workers_hold_a_batch_back_no_longer_than_the_busy_wait() -> None:
+    clock = Clock()
+    broker = Trickle(clock, {OWNER0})
+    submit = Submitter()
+    workers = Workers()
+    bridge, _ = workers_bridge(clock, broker, submit, workers, in_flight=1)
+    broker.append(OWNER0, uploads(0, 1))
+    bridge.step()
+    broker.append(OWNER0, uploads(1, 1))
+    started = clock.now
+    while len(submit.batches) < 2:
+        bridge.step()
+    assert 0.5 <= clock.now - started < 0.52
+    assert broker.commits == [{OWNER0: 1}, {OWNER0: 2}]
+
+
+def test_a_batch_unconfirmed_past_its_resubmission_time_stops_counting_as_busy() -> None:
+    clock = Clock()
+    workers = Workers()
+    confirmations = Confirmations(Submitter(), lambda ids: workers.look(ids)[1], lambda: True,
+                                  in_flight=1, look=workers.look, resubmit_after=10, clock=clock)
+    confirmations.submit(uploads_events(1))
+    assert confirmations.ready() is False
+    # Lost with a killed worker, most likely: it no longer keeps every later batch waiting
+    # (check() submits it again).
+    clock.now += 10
+    assert confirmations.ready() is True
+
+
+def test_without_in_flight_ready_is_the_queue_being_empty() -> None:
+    workers = Workers()
+    confirmations = Confirmations(Submitter(), lambda ids: [False] * len(ids), lambda: workers.queued == 0)
+    confirmations.submit(uploads_events(1))
+    assert confirmations.ready() is True
+    workers.queued = 1
+    assert confirmations.ready() is False
+    with pytest.raises(ValueError):
+        Confirmations(Submitter(), lambda ids: [], lambda: True, in_flight=2)
+
+
+def uploads_events(count: int) -> list[Event]:
+    return [parse_message("owner", value, partition=0, offset=n) for n, value in enumerate(uploads(0, count))]

@@ -16,7 +16,7 @@ from kafka_bridge.backend import Rebalance, create_topics, make_consumer
 from kafka_bridge.confirmations import Confirmations
 from kafka_bridge.dead_letter import DeadLetterTopic
 from kafka_bridge.loop import Bridge, Heartbeat
-from kafka_bridge.submit import confirmed, queue_empty, submit_batch
+from kafka_bridge.submit import confirmed, look, queue_empty, submit_batch
 from ops import metrics
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,9 @@ class Command(BaseCommand):
             return
         # Batches stay in hand until a worker confirms them stored (a worker killed as it
         # takes a task from Redis loses it); see kafka_bridge/confirmations.py.
-        confirmations = Confirmations(submit_batch, confirmed, queue_empty)
+        # They also say when a worker is free to take the next batch (`ready`).
+        confirmations = Confirmations(submit_batch, confirmed, queue_empty,
+                                      in_flight=settings.KAFKA_BATCH_IN_FLIGHT or None, look=look)
         bridge = Bridge(
             consumer,
             confirmations.submit,
@@ -65,7 +67,7 @@ class Command(BaseCommand):
             max_records=settings.KAFKA_BATCH_MAX,
             batch_wait_ms=settings.KAFKA_BATCH_WAIT_MS,
             batch_wait_busy_ms=settings.KAFKA_BATCH_WAIT_BUSY_MS,
-            queue_empty=queue_empty,
+            queue_empty=confirmations.ready,
             heartbeat=Heartbeat(Path(settings.BRIDGE_HEARTBEAT_FILE)) if settings.BRIDGE_HEARTBEAT_FILE else None,
             dead_letter=DeadLetterTopic(),
         )
