@@ -259,10 +259,9 @@ KAFKA_POLL_TIMEOUT_MS = env.int("KAFKA_POLL_TIMEOUT_MS", default=200)
 # Apache Kafka answers as soon as data arrives, whatever this is. Tansu answers a waiting fetch
 # only when the wait ends, so there it is a floor under every event's latency (500: commit-to-row
 # 236 ms p50; 20: 18 ms); the bridge sets its batch size itself now (KAFKA_BATCH_WAIT_MS), so 20
-# suits Tansu on memory storage (`make run`). It stays 500 by default: on Tansu's S3 storage (the
-# chaos stack), 20 made the broker-restart experiment lose events (1 run of 1; 0 of 2 at 500;
-# docs/operating.md, "The bridge's batches").
-KAFKA_FETCH_MAX_WAIT_MS = env.int("KAFKA_FETCH_MAX_WAIT_MS", default=500)
+# suits Tansu. (It was 500 while the broker-restart experiment lost events: that loss was the
+# relay taking Tansu's offset -1 answer for an acknowledgement, whatever the wait; docs/guarantee.md.)
+KAFKA_FETCH_MAX_WAIT_MS = env.int("KAFKA_FETCH_MAX_WAIT_MS", default=20)
 # The outbox relay (graphspace/producer.py): how long it waits for the broker to take a
 # batch before it keeps the batch and tries again (requests never wait for Kafka at all).
 KAFKA_RELAY_TIMEOUT_MS = env.int("KAFKA_RELAY_TIMEOUT_MS", default=5000)
