@@ -5,11 +5,15 @@ than 1). Asserts only that every row was stored once."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
+from collections import Counter
 from typing import Any
 
+import psycopg
+from django.conf import settings
 from django.db import connection
 
 from benchmarks.record import record
@@ -28,6 +32,60 @@ def events(run: int) -> list[Event]:
         "owner_email": f"r{n % RECIPIENTS}@example.com", "message": f"New graph G{n} uploaded.",
         "resource": "graph", "resource_id": run * EVENTS + n, "resource_name": f"G{n}", "type": "upload",
     }) for n in range(EVENTS)]
+
+
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all cores since boot (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+class Sampler(threading.Thread):
+    """What the writers' database sessions are doing, every 20 ms (pg_stat_activity): on a
+    CPU in PostgreSQL, waiting for a lock (heavyweight: a row, an advisory lock, a
+    transaction), for a lightweight lock or I/O, or idle in their transaction waiting for
+    the writer's Python; and the machine's idle CPU over the run. Tells a lock convoy from
+    cores that are simply all busy."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.states: Counter[str] = Counter()
+        self.samples = 0
+        db = settings.DATABASES["default"]
+        self.dsn = dict(host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"],
+                        dbname=db["NAME"])
+
+    def run(self) -> None:
+        with psycopg.connect(**self.dsn, autocommit=True) as conn:
+            while not self.stop.wait(0.02):
+                rows = conn.execute(
+                    "SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state <> 'idle'").fetchall()
+                self.samples += 1
+                for state, kind, event in rows:
+                    if state == "active":
+                        self.states["on CPU" if kind is None else f"{kind} {event}"] += 1
+                    else:
+                        self.states["idle in transaction (Python's turn)"] += 1
+
+    def __enter__(self) -> Sampler:
+        self.idle0 = cpu_times()
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.join()
+        idle, total = cpu_times()
+        self.cpu_idle = (idle - self.idle0[0]) / max(1, total - self.idle0[1])
+
+    def summary(self) -> str:
+        sessions = sum(self.states.values()) / max(1, self.samples)
+        shares = ", ".join(f"{name} {n / max(1, self.samples):.2f}" for name, n in self.states.most_common(5))
+        return (f"CPU idle {self.cpu_idle:.0%} (load {os.getloadavg()[0]:.1f}); writer sessions in a transaction, "
+                f"mean {sessions:.2f}: {shares}")
 
 
 def run_writers(batches: list[list[Event]], writers: int) -> float:
@@ -64,10 +122,12 @@ def test_bench_persist_with_concurrent_writers(transactional_db: Any) -> None:
     print()
     for run, writers in enumerate((1, 2, 4)):
         evs = events(run)
-        took = run_writers([evs[i:i + BATCH] for i in range(0, EVENTS, BATCH)], writers)
+        with Sampler() as sampler:
+            took = run_writers([evs[i:i + BATCH] for i in range(0, EVENTS, BATCH)], writers)
         stored = OwnerNotification.objects.filter(resource_id__gte=run * EVENTS, resource_id__lt=(run + 1) * EVENTS).count()
         assert stored == EVENTS
-        print(f"persist, {writers} writer(s): {EVENTS / took:,.0f} events/s ({took:.2f} s for {EVENTS:,})")
+        print(f"persist, {writers} writer(s): {EVENTS / took:,.0f} events/s ({took:.2f} s for {EVENTS:,}); "
+              f"{sampler.summary()}")
         record("throughput", f"persist_events, {writers} writer(s) at once, 20,000 events over 200 recipients",
                f"{EVENTS / took:,.0f} events/s",
                baseline={1: "", 2: "6,259/s", 4: "5,313/s (slower than 2)"}[writers],
