@@ -105,21 +105,26 @@ def kafka_topics() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def broker_url() -> str:
+def broker_url() -> Iterator[str]:
     """A Redis database of the tests' own for Celery, and another for the channel layer
     (the tests' web process, worker and in-process consumers all share it)."""
     base = settings.CELERY_BROKER_URL.rsplit("/", 1)[0]
     url = f"{base}/{TEST_REDIS_DB}"
-    redis.Redis.from_url(url).flushdb()
     channels_url = f"{base}/{TEST_CHANNELS_DB}"
-    redis.Redis.from_url(channels_url).flushdb()
     # Two suites at once on one machine (a developer's and a helper's) must not read each
-    # other's tasks or channel messages: a queue and a channel prefix of this run's own.
+    # other's tasks or channel messages: a queue and a channel prefix of this run's own. The
+    # databases are not flushed (that wiped a concurrent run's channel groups mid-test); this
+    # run's own keys are removed when it ends.
     layer = settings.CHANNEL_LAYERS["default"]
     hosts = [{**layer["CONFIG"]["hosts"][0], "address": channels_url}]
     settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": hosts, "prefix": f"t{RUN_ID}"}}}
     settings.CELERY_TASK_DEFAULT_QUEUE = f"t{RUN_ID}"
-    return url
+    yield url
+    for db_url in (url, channels_url):
+        client = redis.Redis.from_url(db_url)
+        keys = list(client.scan_iter(match=f"*t{RUN_ID}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(scope="session")
