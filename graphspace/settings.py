@@ -85,7 +85,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 # Behind a proxy that ends TLS (nginx, a load balancer): it says https in X-Forwarded-Proto,
-# and daphne takes the client's address from X-Forwarded-For (scripts/process.sh web), which
+# and the web server takes the client's address from X-Forwarded-For (graphspace/web.py), which
 # the login throttle keys on. Only with a proxy that sets both headers itself.
 BEHIND_PROXY = env.bool("DJANGO_BEHIND_PROXY", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
@@ -112,7 +112,6 @@ CONTENT_SECURITY_POLICY = {
 }
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -174,10 +173,12 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["OPTIONS"] = {
     **DATABASES["default"].get("OPTIONS", {}), "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=5),
 }
-# Web (scripts/process.sh web sets it): daphne runs each request's sync code in a thread of
-# its own, and a persistent connection per thread used up PostgreSQL's max_connections under
+# Web (scripts/process.sh web sets it): under daphne each request's sync code ran in a thread
+# of its own, and a persistent connection per thread used up PostgreSQL's max_connections under
 # 20 concurrent clients (HTTP 500 "too many clients"). A pool bounds the connections and
 # reuses them; Django's pool needs CONN_MAX_AGE 0 (a closed connection goes back to the pool).
+# Each web process runs its requests in this many reused threads (graphspace/asgi.py), so a
+# request never waits for a connection.
 # Not for Celery's prefork workers: a pool opened before the fork would be shared by children.
 DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
 if DATABASE_POOL_MAX_SIZE:
@@ -337,7 +338,7 @@ CHANNEL_LAYERS = {
             }],
             "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
             # Messages waiting per channel key before new ones are dropped. Every socket of one
-            # daphne process shares its process's key, so this must hold the largest burst a
+            # web process shares its process's key, so this must hold the largest burst a
             # process receives at once: a share into a big group sends one frame to each of its
             # open sockets (channels-redis's 100 dropped 87 of 1,000 frames).
             "capacity": env.int("CHANNELS_CAPACITY", default=10_000),

@@ -8,18 +8,12 @@ BIN="${VENV:-$ROOT/.venv}/bin"
 cd "$ROOT"
 case "${1:-}" in
   web)
-    # A bounded pool of database connections for the request threads (graphspace/settings.py).
+    # uvicorn (httptools, uvloop) in WEB_WORKERS processes on one socket; WEB_HOST, WEB_PORT,
+    # WEB_TLS_CERT/WEB_TLS_KEY (https and wss) and DJANGO_BEHIND_PROXY (X-Forwarded-For, which
+    # the login throttle counts per address) are read in graphspace/web.py. docs/web.md.
+    # A bounded pool of database connections per process, one per request thread (graphspace/asgi.py).
     export DATABASE_POOL_MAX_SIZE="${DATABASE_POOL_MAX_SIZE:-10}"
-    if [ -n "${WEB_TLS_CERT:-}" ]; then
-      # https (and wss) straight from daphne, for a certificate given in the environment.
-      exec "$BIN/daphne" -e "ssl:${WEB_PORT:-8443}:interface=${WEB_HOST:-127.0.0.1}:privateKey=${WEB_TLS_KEY}:certKey=${WEB_TLS_CERT}" \
-        graphspace.asgi:application
-    fi
-    # Behind a proxy (DJANGO_BEHIND_PROXY=true) the client's address is in X-Forwarded-For: the
-    # login throttle counts failures per address, and would otherwise see only the proxy's.
-    proxy=()
-    case "${DJANGO_BEHIND_PROXY:-false}" in true|True|TRUE|1|yes|on) proxy=(--proxy-headers) ;; esac
-    exec "$BIN/daphne" "${proxy[@]}" -b "${WEB_HOST:-127.0.0.1}" -p "${WEB_PORT:-8000}" graphspace.asgi:application ;;
+    exec "$BIN/python" -m graphspace.web ;;
   worker) exec "$BIN/celery" -A graphspace worker -l "${LOG_LEVEL:-INFO}" \
             --concurrency "${CELERY_CONCURRENCY:-2}" -n "worker-$$@%h" ;;
   beat) exec "$BIN/celery" -A graphspace beat -l "${LOG_LEVEL:-INFO}" \

@@ -1,0 +1,81 @@
+"""The web process (`scripts/process.sh web`): uvicorn serving graphspace.asgi (HTTP and the
+notification websocket) in WEB_WORKERS processes that share one listening socket.
+
+uvicorn with its C parts (httptools for HTTP, uvloop for the event loop) replaced daphne:
+docs/web.md has the figures. This module is uvicorn's own `uvicorn.run` with the project's
+settings, for one reason: it binds the socket itself and logs "Listening on TCP address
+HOST:PORT" once the port is open, the line the tests, the chaos suite and operators wait for.
+The workers inherit the bound socket, so a request that arrives while they start waits in the
+listen queue instead of being refused.
+
+    WEB_HOST, WEB_PORT         where to listen (127.0.0.1; 8000, or 8443 with TLS)
+    WEB_WORKERS                processes (2: one per core of the machine it was measured on)
+    WEB_TLS_CERT, WEB_TLS_KEY  https and wss straight from the process
+    DJANGO_BEHIND_PROXY        take the client's address and scheme from X-Forwarded-For and
+                               X-Forwarded-Proto (the login throttle counts per address);
+                               otherwise those headers are ignored, whoever sends them
+    WEB_FORWARDED_ALLOW_IPS    the proxies those headers are taken from (default any, as daphne's
+                               --proxy-headers did; a proxy's address or network narrows it)
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+
+import environ
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+log = logging.getLogger("graphspace.web")
+
+
+def config() -> uvicorn.Config:
+    from django.conf import settings
+
+    env = environ.Env()
+    cert = env.str("WEB_TLS_CERT", default="")
+    return uvicorn.Config(
+        "graphspace.asgi:application",
+        host=env.str("WEB_HOST", default="127.0.0.1"),
+        port=env.int("WEB_PORT", default=8443 if cert else 8000),
+        workers=env.int("WEB_WORKERS", default=2),
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        # Channels' router answers no lifespan events.
+        lifespan="off",
+        ssl_certfile=cert or None,
+        ssl_keyfile=env.str("WEB_TLS_KEY", default="") or None,
+        # uvicorn trusts X-Forwarded-* from 127.0.0.1 unless told: off unless behind a proxy,
+        # so that nobody on this host can pose as another address to the login throttle.
+        proxy_headers=settings.BEHIND_PROXY,
+        forwarded_allow_ips=env.str("WEB_FORWARDED_ALLOW_IPS", default="*"),
+        server_header=False,
+        access_log=False,
+        # The project's log format (plain or JSON lines) in the supervisor and the workers alike.
+        log_config=settings.LOGGING,
+        # Open sockets are closed with 1012 (service restart) at once; requests get this long.
+        timeout_graceful_shutdown=10,
+    )
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "graphspace.settings")
+    cfg = config()
+    sock = cfg.bind_socket()
+    # uvicorn leaves listen() to the workers' event loops: a connection made before one of them
+    # is up would be refused. Listening here queues it until a worker accepts.
+    sock.listen(cfg.backlog)
+    host, port = sock.getsockname()[:2]
+    log.info("Listening on TCP address %s:%d (%s, %d worker processes)", host, port,
+             "https" if cfg.is_ssl else "http", cfg.workers)
+    if cfg.workers > 1:
+        Multiprocess(cfg, sockets=[sock]).run()
+    else:
+        uvicorn.Server(cfg).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()
