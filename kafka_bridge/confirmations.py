@@ -102,16 +102,14 @@ class Confirmations:
         stops counting (check() submits it again)."""
         if self.in_flight is None or self.look is None:
             return self.queue_empty()
-        ids = list(self.pending)
+        now = self.clock()
+        # Only those that count: a backlog of overdue batches (workers down) is check()'s.
+        ids = [p.task_id for p in self.pending.values() if now - p.since < p.wait]
         queued, done = self.look(ids)
         for task_id, stored in zip(ids, done, strict=True):
             if stored:
                 self.pending_events -= len(self.pending.pop(task_id).events)
-        if queued:
-            return False
-        now = self.clock()
-        busy = sum(1 for p in self.pending.values() if now - p.since < p.wait)
-        return busy < self.in_flight
+        return not queued and len(ids) - sum(done) < self.in_flight
 
     def check(self) -> int:
         """Drop the confirmed batches; submit again those overdue while the queue is empty.
