@@ -10,11 +10,15 @@ bridge on a broker with slow commits fell behind 333 events/s. With this rule th
 can be short (latency) while a batch still spans `max_wait` of arrivals (a bounded count of
 tasks and commits per second), and a backlog still fills a batch to `max_records` at once.
 
-While a task still waits in the Celery queue, a new task would wait behind it anyway: the
-batch goes on gathering, at no cost in latency, until the queue is empty (or `max_wait_busy`
-has passed). So the batches grow when the workers are busy and stay small when they are idle;
-with a fixed wait, a loaded worker was handed 50 small tasks a second and fell behind on
-their fixed cost (about 30 ms each: a transaction, four queries to broadcast, a confirmation).
+While the workers are busy, a new task would wait for one of them anyway: the batch goes on
+gathering, at no cost in latency, until a worker is free (or `max_wait_busy` has passed). The
+loop asks `queue_empty`, which the bridge command answers with Confirmations.ready
+(kafka_bridge/confirmations.py): no task waits in the Celery queue, and fewer batches than
+the workers' processes are unconfirmed. So the batches grow when the workers are busy and
+stay small when they are idle; with a fixed wait, a loaded worker was handed 50 small tasks a
+second and fell behind on their fixed cost (about 30 ms each: a transaction, four queries to
+broadcast, a confirmation). Asking only whether the queue was empty let a batch wait in the
+queue behind two running tasks (queue wait p99 108-209 ms; docs/latency.md).
 
 No I/O here: the loop (kafka_bridge/loop.py) polls, and asks this rule how long it may wait
 and whether the batch is due.
