@@ -3,10 +3,10 @@ notification websocket) in WEB_WORKERS processes that share one listening socket
 
 uvicorn with its C parts (httptools for HTTP, uvloop for the event loop) replaced daphne:
 docs/web.md has the figures. This module is uvicorn's own `uvicorn.run` with the project's
-settings, for one reason: it binds the socket itself and logs "Listening on TCP address
-HOST:PORT" once the port is open, the line the tests, the chaos suite and operators wait for.
-The workers inherit the bound socket, so a request that arrives while they start waits in the
-listen queue instead of being refused.
+settings, for one reason: it logs "Listening on TCP address HOST:PORT" once every worker
+serves, the line the tests, the chaos suite and operators wait for (uvicorn says "running on"
+as soon as the socket is bound, seconds before Django has loaded). The socket listens from the
+start, so a request that arrives while the workers start waits in the queue, not refused.
 
     WEB_HOST, WEB_PORT         where to listen (127.0.0.1; 8000, or 8443 with TLS)
     WEB_WORKERS                processes (2: one per core of the machine it was measured on)
@@ -21,8 +21,9 @@ listen queue instead of being refused.
 from __future__ import annotations
 
 import logging
-import logging.config
 import os
+import socket
+import time
 
 import environ
 import uvicorn
@@ -61,6 +62,49 @@ def config() -> uvicorn.Config:
     )
 
 
+# How long the workers may take to start (import Django, the URLconf, open the socket's loop)
+# before the supervisor stops waiting to say it listens.
+READY_TIMEOUT = 120.0
+
+
+def listening(sock: socket.socket, cfg: uvicorn.Config) -> None:
+    host, port = sock.getsockname()[:2]
+    log.info("Listening on TCP address %s:%d (%s, %d worker processes)", host, port,
+             "https" if cfg.is_ssl else "http", cfg.workers)
+
+
+class Workers(Multiprocess):
+    """uvicorn's supervisor, saying "Listening on" once every worker serves (not when the socket
+    is merely bound: a client that took that line for ready would wait for Django to load)."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
+        super().__init__(config, sockets=[sock])
+        self.sock = sock
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        deadline = time.monotonic() + READY_TIMEOUT
+        starting = list(self.processes)
+        while starting and time.monotonic() < deadline and not self.should_exit.is_set():
+            self.handle_signals()  # a SIGTERM while they start still stops them
+            starting = [p for p in starting if not p.is_ready(timeout=0.5)]
+        if not starting:
+            listening(self.sock, self.config)
+
+
+class OneWorker(uvicorn.Server):
+    """WEB_WORKERS=1: the server itself, saying "Listening on" once it serves."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.sock = sock
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            listening(self.sock, self.config)
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "graphspace.settings")
     cfg = config()
@@ -68,13 +112,10 @@ def main() -> None:
     # uvicorn leaves listen() to the workers' event loops: a connection made before one of them
     # is up would be refused. Listening here queues it until a worker accepts.
     sock.listen(cfg.backlog)
-    host, port = sock.getsockname()[:2]
-    log.info("Listening on TCP address %s:%d (%s, %d worker processes)", host, port,
-             "https" if cfg.is_ssl else "http", cfg.workers)
     if cfg.workers > 1:
-        Multiprocess(cfg, sockets=[sock]).run()
+        Workers(cfg, sock).run()
     else:
-        uvicorn.Server(cfg).run(sockets=[sock])
+        OneWorker(cfg, sock).run(sockets=[sock])
 
 
 if __name__ == "__main__":
