@@ -17,6 +17,7 @@ import time
 import uuid
 
 from django.conf import settings
+from django.db import connection
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from benchmarks.record import record
@@ -83,6 +84,29 @@ def seed_design(topic: str) -> float:
     return EVENTS / (time.perf_counter() - started)
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its living descendants have used so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / TICK
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            kids = [int(c) for c in children.read().split()]
+    except (OSError, ValueError):
+        return 0.0
+    return own + sum(cpu_seconds(k) for k in kids)
+
+
+def backends() -> dict[int, float]:
+    """The CPU time of each PostgreSQL backend serving this database (same machine)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return {pid: cpu_seconds(pid) for (pid,) in cursor.fetchall()}
+
+
 def test_bench_a_burst_against_the_seed_design_and_a_raw_consume(process_env: dict[str, str], worker: Process,
                                                                 transactional_db: None) -> None:
     User.objects.bulk_create([User(email=f"r{i}@example.com", password="!") for i in range(RECIPIENTS)])
@@ -98,13 +122,27 @@ def test_bench_a_burst_against_the_seed_design_and_a_raw_consume(process_env: di
     bridge = Process("bridge", {**process_env, "KAFKA_TOPIC_OWNER": topic,
                                 "KAFKA_CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:8]}"}, label="bench-bridge")
     bridge.start(ready="partitions assigned: ")
+    assert bridge.proc is not None and worker.proc is not None
+    cpu = {"bridge": cpu_seconds(bridge.proc.pid), "worker": cpu_seconds(worker.proc.pid)}
+    db_before = backends()
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     try:
         wait_for(lambda: OwnerNotification.objects.count() >= EVENTS, timeout=600, interval=0.1, what="every row")
-        ours = EVENTS / (time.perf_counter() - started)
+        took = time.perf_counter() - started
+        ours = EVENTS / took
+        used = {"bridge": cpu_seconds(bridge.proc.pid) - cpu["bridge"],
+                "worker": cpu_seconds(worker.proc.pid) - cpu["worker"],
+                "PostgreSQL": sum(t - db_before.get(pid, 0.0) for pid, t in backends().items())}
     finally:
         bridge.stop()
     assert OwnerNotification.objects.count() == EVENTS
+    # What each process spent, whatever else ran on the machine: the ceiling on 2 cores is
+    # 2 CPU-seconds per second of wall time, shared by all of them.
+    total = sum(used.values())
+    print(f"\nburst: {took:.2f} s of wall time (load {load:.1f} when it began); CPU seconds for {EVENTS:,} events: "
+          + ", ".join(f"{name} {s:.2f}" for name, s in used.items())
+          + f" (total {total:.2f}: at most {2 * EVENTS / total:,.0f} events/s on 2 free cores)")
     record("throughput", f"burst of {EVENTS:,} events already in Kafka, 200 recipients",
            f"{ours:,.0f} events/s = {ours / seed:.1f}x the seed design ({seed:,.0f}/s), "
            f"{ours / raw:.2f}x raw consume ({raw:,.0f}/s)",

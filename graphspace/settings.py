@@ -244,7 +244,11 @@ KAFKA_DEAD_LETTER_TOPIC = env.str("KAFKA_DEAD_LETTER_TOPIC", default="notificati
 KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="graphspace-notifications")
 # Tansu makes a consumer's first join wait session_timeout / 2: keep it short.
 KAFKA_SESSION_TIMEOUT_MS = env.int("KAFKA_SESSION_TIMEOUT_MS", default=6000)
-KAFKA_BATCH_MAX = env.int("KAFKA_BATCH_MAX", default=500)
+# The most messages in one batch, one Celery task. A backlog fills batches at once: 2,000 a
+# task spent a quarter less CPU per event than 500 (bridge, worker and PostgreSQL together) in
+# the burst of benchmarks/test_bench_burst.py, 6,500-13,700 events/s against 4,000-7,500 in
+# the same hours (docs/storage.md). A batch of 2,000 is about 1 MB of task and 150 ms of persist.
+KAFKA_BATCH_MAX = env.int("KAFKA_BATCH_MAX", default=2000)
 # A batch is due when it holds KAFKA_BATCH_MAX messages or this long after its first message
 # (kafka_bridge/batching.py): one Celery task and one offset commit per batch. 0: what a poll
 # returns goes at once if a worker is free; busy workers make the batches grow (below). 20 ms

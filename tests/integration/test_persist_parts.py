@@ -6,8 +6,11 @@ or an unread counter."""
 from __future__ import annotations
 
 import threading
+import uuid
+from typing import Any
 
 import pytest
+import redis
 from django.db import connection
 
 from graphspace import actions
@@ -117,3 +120,20 @@ def test_two_parts_at_once_neither_deadlock_nor_break_a_cluster_or_a_counter(peo
     assert {(c.size, c.unread) for c in group_clusters} == {(6, 6)}
     assert {(c.size, c.unread) for c in NotificationCluster.objects.filter(topic="owner")} == {(2, 2)}
     assert counters() == counted_by_rows()
+
+
+def test_a_split_batch_is_confirmed_to_the_bridge_when_its_last_part_is_done(broker_url: str, settings: Any) -> None:
+    from kafka_bridge.confirmations import confirmation_key
+    from tasks import persist as task
+
+    settings.CELERY_BROKER_URL = broker_url
+    task._broker = None  # made again for this Redis
+    client = redis.Redis.from_url(broker_url)
+    batch = f"batch-{uuid.uuid4()}"
+    client.set(task.parts_key(batch), 3)
+    task.part_done(batch)
+    task.part_done(batch)
+    assert client.get(confirmation_key(batch)) is None
+    task.part_done(batch)
+    assert client.get(confirmation_key(batch)) == b"1"
+    task._broker = None
