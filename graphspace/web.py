@@ -1,12 +1,15 @@
 """The web process (`scripts/process.sh web`): uvicorn serving graphspace.asgi (HTTP and the
-notification websocket) in WEB_WORKERS processes that share one listening socket.
+notification websocket) in WEB_WORKERS processes, each listening on the same port.
 
 uvicorn with its C parts (httptools for HTTP, uvloop for the event loop) replaced daphne:
 docs/web.md has the figures. This module is uvicorn's own `uvicorn.run` with the project's
-settings, for one reason: it logs "Listening on TCP address HOST:PORT" once every worker
-serves, the line the tests, the chaos suite and operators wait for (uvicorn says "running on"
-as soon as the socket is bound, seconds before Django has loaded). The socket listens from the
-start, so a request that arrives while the workers start waits in the queue, not refused.
+settings and two differences:
+- each worker has a socket of its own on the port (SO_REUSEPORT), so the kernel spreads the
+  connections evenly; on uvicorn's one shared socket a burst often went to one worker (`bind`);
+- "Listening on TCP address HOST:PORT", the line the tests, the chaos suite and operators wait
+  for, is logged once every worker serves (uvicorn says "running on" as soon as the socket is
+  bound, seconds before Django has loaded). The sockets listen from the start, so a request
+  that arrives while the workers start waits in a queue, not refused.
 
     WEB_HOST, WEB_PORT         where to listen (127.0.0.1; 8000, or 8443 with TLS)
     WEB_WORKERS                processes (2: one per core of the machine it was measured on)
@@ -27,7 +30,7 @@ import time
 
 import environ
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 log = logging.getLogger("graphspace.web")
 
@@ -73,23 +76,56 @@ def listening(sock: socket.socket, cfg: uvicorn.Config) -> None:
              "https" if cfg.is_ssl else "http", cfg.workers)
 
 
-class Workers(Multiprocess):
-    """uvicorn's supervisor, saying "Listening on" once every worker serves (not when the socket
-    is merely bound: a client that took that line for ready would wait for Django to load)."""
+def bind(cfg: uvicorn.Config, count: int) -> list[socket.socket]:
+    """`count` listening sockets on WEB_HOST:WEB_PORT, one per worker. With more than one they
+    share the port through SO_REUSEPORT, and the kernel spreads new connections over them by a
+    hash of their addresses. On one shared socket the worker that wakes first accepted most of a
+    burst: 20 keep-alive clients opened at once were split 20/0 or 19/1 in 4 of 12 runs, one
+    GIL serving them all (docs/web.md). The port is first taken without SO_REUSEPORT, so that a
+    server still running there is an error, not a silent partner."""
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+    port = cfg.port
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((cfg.host, port))
+            port = probe.getsockname()[1]
+        sockets = []
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if count > 1:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((cfg.host, port))
+            # uvicorn leaves listen() to the workers' event loops: a connection made before one
+            # of them is up would be refused. Listening here queues it until a worker accepts.
+            sock.listen(cfg.backlog)
+            sock.set_inheritable(True)
+            sockets.append(sock)
+        return sockets
+    except OSError as error:
+        log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, error)
+        raise SystemExit(3) from None
 
-    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
-        super().__init__(config, sockets=[sock])
-        self.sock = sock
+
+class Workers(Multiprocess):
+    """uvicorn's supervisor with a socket of its own for each worker (`bind`), saying "Listening
+    on" once every worker serves (not when the socket is merely bound: a client that took that
+    line for ready would wait for Django to load). A worker that dies is replaced by uvicorn's
+    own code, which gives the new one every socket: it then shares the others' too."""
 
     def init_processes(self) -> None:
-        super().init_processes()
+        for sock in self.sockets:
+            process = Process(self.config, [sock])
+            process.start()
+            self.processes.append(process)
         deadline = time.monotonic() + READY_TIMEOUT
         starting = list(self.processes)
         while starting and time.monotonic() < deadline and not self.should_exit.is_set():
             self.handle_signals()  # a SIGTERM while they start still stops them
             starting = [p for p in starting if not p.is_ready(timeout=0.5)]
         if not starting:
-            listening(self.sock, self.config)
+            listening(self.sockets[0], self.config)
 
 
 class OneWorker(uvicorn.Server):
@@ -108,14 +144,11 @@ class OneWorker(uvicorn.Server):
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "graphspace.settings")
     cfg = config()
-    sock = cfg.bind_socket()
-    # uvicorn leaves listen() to the workers' event loops: a connection made before one of them
-    # is up would be refused. Listening here queues it until a worker accepts.
-    sock.listen(cfg.backlog)
+    sockets = bind(cfg, cfg.workers)
     if cfg.workers > 1:
-        Workers(cfg, sock).run()
+        Workers(cfg, sockets=sockets).run()
     else:
-        OneWorker(cfg, sock).run(sockets=[sock])
+        OneWorker(cfg, sockets[0]).run(sockets=sockets)
 
 
 if __name__ == "__main__":
