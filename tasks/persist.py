@@ -84,7 +84,7 @@ def persist_events(self: Task, events: list[dict[str, Any]],  # type: ignore[typ
                "push_ms": round((pushed - stored) * 1000, 1)},
     )
     if of:
-        part_done(batch_id)
+        part_done(batch_id, of[0], of[1])
     else:
         confirm_stored(batch_id)
     return result.created
@@ -92,14 +92,13 @@ def persist_events(self: Task, events: list[dict[str, Any]],  # type: ignore[typ
 
 def hand_on(events: list[dict[str, Any]], count: int, batch_id: str | None) -> bool:
     """Queue parts 1 .. count-1 of a batch for the other worker processes; the caller stores
-    part 0. The batch is confirmed to the bridge only when all `count` parts are done (a
-    counter in Redis): a part lost with a killed worker leaves it unconfirmed, and the
+    part 0. The batch is confirmed to the bridge only when all `count` parts are done (a set
+    of the parts done, in Redis): a part lost with a killed worker leaves it unconfirmed, and the
     bridge submits the whole batch again (kafka_bridge/confirmations.py). False if Redis
     did not take them all: the caller then stores the whole batch itself."""
     if not batch_id:
         return False
     try:
-        _redis().set(parts_key(batch_id), count, ex=CONFIRMATION_TTL_SECONDS)
         for index in range(1, count):
             persist_events.apply_async((events,), {"part": [index, count], "batch": batch_id})
     except Exception:
@@ -113,17 +112,23 @@ def parts_key(batch_id: str) -> str:
     return f"graphspace:parts:{batch_id}"
 
 
-def part_done(batch_id: str | None) -> None:
-    """One part of a split batch is stored: the last one confirms the batch."""
+def part_done(batch_id: str | None, index: int, count: int) -> None:
+    """Part `index` of a split batch is stored: the last of the `count` confirms the batch.
+    A set, not a counter: a part delivered twice (a worker killed before its ack) is one
+    part done, and cannot confirm the batch while another part is still being stored."""
     if not batch_id:
         return
     try:
-        left = _redis().decr(parts_key(batch_id))
+        pipe = _redis().pipeline()
+        pipe.sadd(parts_key(batch_id), index)
+        pipe.expire(parts_key(batch_id), CONFIRMATION_TTL_SECONDS)
+        pipe.scard(parts_key(batch_id))
+        done = pipe.execute()[-1]
     except Exception:
         log.warning("could not count a part of batch %s done; the bridge will submit it again", batch_id,
                     exc_info=True)
         return
-    if int(left) <= 0:
+    if int(done) >= count:
         confirm_stored(batch_id)
 
 

@@ -130,10 +130,11 @@ def test_a_split_batch_is_confirmed_to_the_bridge_when_its_last_part_is_done(bro
     task._broker = None  # made again for this Redis
     client = redis.Redis.from_url(broker_url)
     batch = f"batch-{uuid.uuid4()}"
-    client.set(task.parts_key(batch), 3)
-    task.part_done(batch)
-    task.part_done(batch)
+    task.part_done(batch, 0, 3)
+    task.part_done(batch, 2, 3)
+    # Part 2 delivered again (its worker killed before the ack): still one part, not two.
+    task.part_done(batch, 2, 3)
     assert client.get(confirmation_key(batch)) is None
-    task.part_done(batch)
+    task.part_done(batch, 1, 3)
     assert client.get(confirmation_key(batch)) == b"1"
     task._broker = None
