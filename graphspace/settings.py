@@ -261,6 +261,10 @@ KAFKA_BATCH_WAIT_BUSY_MS = env.int("KAFKA_BATCH_WAIT_BUSY_MS", default=500)
 # `ready`). The worker's concurrency by default (scripts/process.sh reads the same variable).
 # 0: a batch goes whenever the Celery queue is empty, however many are running.
 KAFKA_BATCH_IN_FLIGHT = env.int("KAFKA_BATCH_IN_FLIGHT", default=env.int("CELERY_CONCURRENCY", default=2))
+# A batch with at least twice this many recipients is stored in parts, at most PERSIST_PARTS_MAX,
+# by several worker processes at once (tasks/persist.py; docs/storage.md).
+PERSIST_PART_MIN_RECIPIENTS = env.int("PERSIST_PART_MIN_RECIPIENTS", default=2000)
+PERSIST_PARTS_MAX = env.int("PERSIST_PARTS_MAX", default=env.int("CELERY_CONCURRENCY", default=2))
 KAFKA_POLL_TIMEOUT_MS = env.int("KAFKA_POLL_TIMEOUT_MS", default=200)
 # The longest the broker holds the bridge's fetch when there is nothing new (kafka_bridge/backend.py).
 # Apache Kafka answers as soon as data arrives, whatever this is. Tansu answers a waiting fetch

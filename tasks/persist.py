@@ -30,8 +30,8 @@ PERSIST_TASK = "tasks.persist_events"
 # worker processes at once (notifications.persist.Part), at most PARTS_MAX of them: one per
 # process of the default pool (CELERY_CONCURRENCY 2). A 10,000-member share took 0.95 s in
 # one process and 0.55 s in two (benchmarks/test_bench_fanout.py).
-PART_MIN = getattr(settings, "PERSIST_PART_MIN_RECIPIENTS", 2000)
-PARTS_MAX = getattr(settings, "PERSIST_PARTS_MAX", 2)
+PART_MIN = settings.PERSIST_PART_MIN_RECIPIENTS
+PARTS_MAX = settings.PERSIST_PARTS_MAX
 
 
 @app.task(base=GraphSpaceTask, name=PERSIST_TASK, ignore_result=True, bind=True)
