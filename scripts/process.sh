@@ -8,7 +8,7 @@ BIN="${VENV:-$ROOT/.venv}/bin"
 cd "$ROOT"
 case "${1:-}" in
   web)
-    # uvicorn (httptools, uvloop) in WEB_WORKERS processes on one socket; WEB_HOST, WEB_PORT,
+    # uvicorn (httptools, uvloop) in WEB_WORKERS processes on one port; WEB_HOST, WEB_PORT,
     # WEB_TLS_CERT/WEB_TLS_KEY (https and wss) and DJANGO_BEHIND_PROXY (X-Forwarded-For, which
     # the login throttle counts per address) are read in graphspace/web.py. docs/web.md.
     # A bounded pool of database connections per process, one per request thread (graphspace/asgi.py).
