@@ -171,7 +171,7 @@ def bridge(process_env: dict[str, str], worker: Process) -> Iterator[Process]:
 
 @pytest.fixture(scope="session")
 def web(process_env: dict[str, str]) -> Iterator[str]:
-    """The web process (daphne: HTTP and websockets) on a port of its own."""
+    """The web process (uvicorn: HTTP and websockets) on a port of its own."""
     port = free_port()
     proc = Process("web", {**process_env, "WEB_PORT": str(port)}, label="web")
     proc.start(ready="Listening on")

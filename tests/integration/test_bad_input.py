@@ -325,7 +325,7 @@ def test_a_uniqueness_race_ends_in_the_checks_4xx_not_an_integrity_error(transac
 
 
 def test_the_running_server_stays_up_after_malformed_requests(web: str, transactional_db: None) -> None:
-    """The same through the real web process (daphne): each gets its 4xx, and then it
+    """The same through the real web process (uvicorn): each gets its 4xx, and then it
     answers a good request."""
     import requests
 

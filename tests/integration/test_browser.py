@@ -1,5 +1,5 @@
 """Two people in two browsers (Playwright driving Debian's headless Chromium) on the real
-system: daphne, the Kafka bridge, a Celery worker, Redis channels and a real websocket.
+system: the web process (uvicorn), the Kafka bridge, a Celery worker, Redis channels and a real websocket.
 
 Screenshots of the page and the bell land in test-artifacts/ (git-ignored).
 """

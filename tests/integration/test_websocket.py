@@ -1,6 +1,6 @@
 """The websocket's permission matrix, through the real ASGI application and the Redis
 channel layer: anonymous sockets are refused, and each message reaches one user only. And
-real sockets through daphne: one that stays open while idle, and ones that close when their
+real sockets through the web process (uvicorn): one that stays open while idle, and ones that close when their
 session ends (logout, password change)."""
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ class BellSocket:
         return code
 
 
-def test_an_idle_socket_through_daphne_stays_open_and_still_receives(web: str, transactional_db: None) -> None:
+def test_an_idle_socket_stays_open_and_still_receives(web: str, transactional_db: None) -> None:
     """The channel layer waits for a socket's messages with a blocking Redis read of 5 s;
     its connections must allow that read more than 5 s, or every idle socket is closed
     (1011) within seconds and the bell silently reconnects all day."""
@@ -207,7 +207,7 @@ def test_an_idle_socket_through_daphne_stays_open_and_still_receives(web: str, t
     asyncio.run(scenario())
 
 
-def log_out_through_daphne(web: str, cookie: str) -> None:
+def log_out_through_the_web_process(web: str, cookie: str) -> None:
     """What the page's "Log out" button does, from another client holding the same session."""
     client = requests.Session()
     name, value = cookie.split("=", 1)
@@ -235,7 +235,7 @@ def test_logging_out_closes_that_sessions_socket_and_it_hears_nothing_more(web: 
         ended = await asyncio.wait_for(BellSocket.open(url, web, leaving), 10)
         other = await asyncio.wait_for(BellSocket.open(url, web, staying), 10)
         try:
-            await asyncio.to_thread(log_out_through_daphne, web, leaving)
+            await asyncio.to_thread(log_out_through_the_web_process, web, leaving)
             assert await asyncio.wait_for(ended.closed, 10) == 4001
             assert await asyncio.to_thread(push) == 1
             # The same user's other login still hears it; the closed socket heard nothing.
