@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 from graphspace.models import OutboxEvent
 from notifications.events import Event, new_event
 from ops import metrics
+from ops.kafka import acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +167,13 @@ class Relay:
         spans: dict[str, list[int]] = {}
         for row, future in zip(rows, futures, strict=True):
             try:
-                where = future.get(timeout=timeout)
+                # An answer without an offset is not a delivery either (ops/kafka.py).
+                where = acknowledged(future, timeout)
             except KafkaError as error:
                 if not acked and not getattr(error, "retriable", True):
                     log.error("outbox row %d refused by the broker: %r", row.id, error)
-                raise PublishError(f"{len(rows) - len(acked)} of {len(rows)} not acknowledged: {error!r}") from error
-            if where.offset < 0:
-                # An answer without an error and without a place in the log is not a delivery:
-                # a broker just restarted (Tansu 0.6.0) answers a retried produce that way and
-                # stores nothing. kafka-python calls it a success; the row stays in the outbox.
                 raise PublishError(f"{len(rows) - len(acked)} of {len(rows)} not acknowledged: "
-                                   f"outbox row {row.id} answered without an offset in {where.topic}[{where.partition}]")
+                                   f"outbox row {row.id}: {error!r}") from error
             acked.append(row.id)
             span = spans.setdefault(f"{where.topic}[{where.partition}]", [where.offset, where.offset])
             span[0], span[1] = min(span[0], where.offset), max(span[1], where.offset)

@@ -25,6 +25,7 @@ from kafka_bridge.loop import Rejection
 from notifications import dead_letters
 from notifications.models import DeadLetter
 from ops import metrics
+from ops.kafka import acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -142,17 +143,13 @@ class DeadLetterTopic:
         for r, future in sent:
             try:
                 # flush() returned, so every future is done: this only reads the outcome.
-                where = future.get(timeout=self.timeout)
+                # An answer without an offset is a transient error too (ops/kafka.py).
+                acknowledged(future, self.timeout)
             except Exception as error:
                 if is_permanent(error):
                     refused.append((r, _describe(error)))
                 else:
                     transient.append(_describe(error))
-                continue
-            if where.offset < 0:
-                # No error and no place in the log: not kept (graphspace/producer.py says
-                # which broker answers so); tried again with a fresh producer.
-                transient.append(f"answered without an offset in {where.topic}[{where.partition}]")
                 continue
             r.kept = "topic"
             metrics.dead_letters_kept.labels("topic").inc()
