@@ -12,7 +12,7 @@ expand view and mark-read all read the same clusters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -42,45 +42,31 @@ def fits(cluster: Span, at: datetime, *, window: timedelta = DEFAULT_WINDOW, spa
     return abs(at - cluster.last_at) <= window and max(at, cluster.last_at) - min(at, cluster.first_at) <= span
 
 
-@dataclass(frozen=True)
-class Assignment:
-    """Where one notification goes: an existing cluster (by id) or the n-th new one."""
-
-    existing: int | None = None
-    new: int | None = None
+# A recipient (by user id) and a cluster key: one cluster is open per pair at most.
+Pair = tuple[int, str]
 
 
-def assign(
-    items: Sequence[tuple[str, datetime]],
-    open_clusters: Mapping[str, tuple[int, Span]],
+def place(
+    pairs: Iterable[Pair],
+    open_clusters: Mapping[Pair, tuple[int, Span]],
+    at: datetime,
     *,
     window: timedelta = DEFAULT_WINDOW,
     span: timedelta = DEFAULT_SPAN,
-) -> tuple[list[Assignment], list[tuple[str, Span]]]:
-    """Assign items (key, arrival time) of one recipient to clusters.
+) -> tuple[dict[Pair, int], list[Pair]]:
+    """Where a batch's notifications go: the pairs that join their open cluster (by id), and
+    the pairs that need a new one.
 
-    `open_clusters` holds, per key, the newest stored cluster (its id and span). Items are
-    taken in arrival order; ties keep their given order, so the result is deterministic.
-    Returns one Assignment per item, in the given order, and the new clusters to create
-    (their key and span) indexed by Assignment.new.
+    Every notification of a batch arrives at the same moment, the batch's arrival `at`, so
+    the rows of one pair all join its open cluster, or all open one new cluster together.
+    `open_clusters` holds, per pair, the newest stored cluster (its id and span).
     """
-    order = sorted(range(len(items)), key=lambda i: items[i][1])
-    current: dict[str, tuple[Assignment, Span]] = {
-        key: (Assignment(existing=cid), s) for key, (cid, s) in open_clusters.items()
-    }
-    new: list[tuple[str, Span]] = []
-    result: list[Assignment | None] = [None] * len(items)
-    for i in order:
-        key, at = items[i]
-        held = current.get(key)
+    joins: dict[Pair, int] = {}
+    needing: list[Pair] = []
+    for pair in pairs:
+        held = open_clusters.get(pair)
         if held is not None and fits(held[1], at, window=window, span=span):
-            where, s = held
-            s = Span(min(s.first_at, at), max(s.last_at, at))
+            joins[pair] = held[0]
         else:
-            where, s = Assignment(new=len(new)), Span(at, at)
-            new.append((key, s))
-        if where.new is not None:
-            new[where.new] = (key, s)
-        current[key] = (where, s)
-        result[i] = where
-    return [r for r in result if r is not None], new
+            needing.append(pair)
+    return joins, needing

@@ -40,7 +40,7 @@ from psycopg import pq
 
 from graphspace.models import Group, MembershipSpan, User
 from notifications import dead_letters
-from notifications.clustering import Span, cluster_key, fits
+from notifications.clustering import Pair, Span, cluster_key, place
 from notifications.events import Event
 from notifications.messages import message_for
 from notifications.models import DeadLetter, Watch
@@ -271,27 +271,6 @@ def _open_clusters(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tu
         return {(uid, key): (cid, Span(first, last)) for uid, key, cid, first, last in cursor.fetchall()}
 
 
-Pair = tuple[int, str]
-
-
-def _fitting(pairs: Iterable[Pair], held: dict[Pair, tuple[int, Span]], now: datetime) -> tuple[dict[Pair, int], list[Pair]]:
-    """Which (recipient, key) pairs join their open cluster, and which need a new one.
-
-    Every row of a batch arrives at the same moment (the batch's arrival), so the walk of
-    clustering.assign reduces to one `fits` per pair: the rows of a pair all join its open
-    cluster, or all open one new cluster together."""
-    joins: dict[Pair, int] = {}
-    needing: list[Pair] = []
-    w, s = window(), span()
-    for pair in pairs:
-        found = held.get(pair)
-        if found is not None and fits(found[1], now, window=w, span=s):
-            joins[pair] = found[0]
-        else:
-            needing.append(pair)
-    return joins, needing
-
-
 def _create_clusters(pairs: list[Pair], rows: dict[Pair, list[Planned]], now: datetime) -> dict[Pair, int]:
     """One new cluster per pair, holding its rows' count already (one INSERT of arrays, bound
     in binary: the ORM's bulk_create of 10,000 clusters cost 1.2 s, 0.6 s of it compiling
@@ -327,12 +306,12 @@ def _assign_clusters(planned: list[Planned], user_ids: dict[str, int], now: date
     by_pair: dict[Pair, list[Planned]] = defaultdict(list)
     for p in planned:
         by_pair[(user_ids[p.recipient], p.key)].append(p)
-    joins, needing = _fitting(by_pair, _open_clusters(by_pair), now)
+    joins, needing = place(by_pair, _open_clusters(by_pair), now, window=window(), span=span())
     created: dict[int, int] = {}
     if needing:
         email_of = {uid: email for email, uid in user_ids.items()}
         now = _lock_recipients(sorted({email_of[uid] for uid, _ in needing}))
-        again, new = _fitting(needing, _open_clusters(needing), now)
+        again, new = place(needing, _open_clusters(needing), now, window=window(), span=span())
         joins.update(again)
         for pair, cid in _create_clusters(new, by_pair, now).items():
             joins[pair] = cid

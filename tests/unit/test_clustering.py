@@ -1,50 +1,73 @@
-"""The clustering rule: windows, the span limit, keys, interleaving, ties."""
+"""The clustering rule: windows, the span limit, keys, interleaving, ties. Batches arrive one
+after another, as persist stores them: `place` decides each batch's clusters, and a cluster a
+batch joins or opens reaches to the batch's arrival."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from notifications.clustering import Assignment, Span, assign, cluster_key, fits
+from notifications.clustering import Pair, Span, cluster_key, fits, place
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 UPLOADS = cluster_key(topic="owner", type="upload", resource="graph")
 UPDATES = cluster_key(topic="owner", type="update", resource="graph")
+BOB = 1
 
 
 def minutes(n: float) -> datetime:
     return T0 + timedelta(minutes=n)
 
 
+def arrive(batches: list[tuple[datetime, list[str]]], stored: dict[Pair, tuple[int, Span]] | None = None,
+           **rule: Any) -> tuple[list[list[int]], dict[Pair, tuple[int, Span]]]:
+    """Each batch (its arrival, the keys of its rows for one recipient) placed as persist
+    places it; returns each row's cluster id, batch by batch, and every cluster's span."""
+    held = dict(stored or {})
+    spans = {cid: s for cid, s in held.values()}
+    placed = []
+    for at, keys in batches:
+        joins, new = place([(BOB, k) for k in dict.fromkeys(keys)], held, at, **rule)
+        for pair in new:
+            joins[pair] = cid = 100 + len(spans)
+            spans[cid] = Span(at, at)
+        for pair, cid in joins.items():
+            s = spans[cid]
+            spans[cid] = Span(min(s.first_at, at), max(s.last_at, at))
+            held[pair] = (cid, spans[cid])
+        placed.append([joins[(BOB, k)] for k in keys])
+    return placed, held
+
+
 def test_notifications_within_the_window_of_the_previous_one_share_a_cluster() -> None:
-    placed, new = assign([(UPLOADS, minutes(0)), (UPLOADS, minutes(50)), (UPLOADS, minutes(100))], {})
-    assert placed == [Assignment(new=0)] * 3
-    assert new == [(UPLOADS, Span(minutes(0), minutes(100)))]
+    placed, held = arrive([(minutes(0), [UPLOADS]), (minutes(50), [UPLOADS]), (minutes(100), [UPLOADS])])
+    assert placed == [[100]] * 3
+    assert held == {(BOB, UPLOADS): (100, Span(minutes(0), minutes(100)))}
 
 
 def test_a_gap_longer_than_the_window_opens_a_new_cluster() -> None:
-    placed, new = assign([(UPLOADS, minutes(0)), (UPLOADS, minutes(61))], {})
-    assert placed == [Assignment(new=0), Assignment(new=1)]
+    placed, _ = arrive([(minutes(0), [UPLOADS]), (minutes(61), [UPLOADS])])
+    assert placed == [[100], [101]]
 
 
 def test_a_cluster_never_spans_more_than_the_maximum() -> None:
     times = [minutes(50 * i) for i in range(40)]  # every 50 min, for 33 hours
-    placed, new = assign([(UPLOADS, t) for t in times], {})
-    assert len(new) == 2
-    assert all(s.last_at - s.first_at <= timedelta(hours=24) for _, s in new)
+    placed, _ = arrive([(t, [UPLOADS]) for t in times])
+    clusters = {cid: [t for t, p in zip(times, placed, strict=True) if p == [cid]] for [cid] in placed}
+    assert len(clusters) == 2
+    assert all(ts[-1] - ts[0] <= timedelta(hours=24) for ts in clusters.values())
 
 
 def test_the_window_and_span_are_configurable() -> None:
-    placed, _ = assign([(UPLOADS, minutes(0)), (UPLOADS, minutes(5))], {}, window=timedelta(minutes=2))
-    assert placed == [Assignment(new=0), Assignment(new=1)]
-    placed, _ = assign([(UPLOADS, minutes(0)), (UPLOADS, minutes(5))], {}, span=timedelta(minutes=3))
-    assert placed == [Assignment(new=0), Assignment(new=1)]
+    batches = [(minutes(0), [UPLOADS]), (minutes(5), [UPLOADS])]
+    assert arrive(batches, window=timedelta(minutes=2))[0] == [[100], [101]]
+    assert arrive(batches, span=timedelta(minutes=3))[0] == [[100], [101]]
 
 
 def test_other_kinds_in_between_do_not_break_a_cluster() -> None:
-    items = [(UPLOADS, minutes(0)), (UPDATES, minutes(1)), (UPLOADS, minutes(2)), (UPDATES, minutes(3))]
-    placed, new = assign(items, {})
-    assert placed == [Assignment(new=0), Assignment(new=1), Assignment(new=0), Assignment(new=1)]
-    assert [k for k, _ in new] == [UPLOADS, UPDATES]
+    placed, _ = arrive([(minutes(0), [UPLOADS]), (minutes(1), [UPDATES]), (minutes(2), [UPLOADS]),
+                        (minutes(3), [UPDATES])])
+    assert placed == [[100], [101], [100], [101]]
 
 
 def test_group_clusters_are_per_group_and_per_actor() -> None:
@@ -52,8 +75,8 @@ def test_group_clusters_are_per_group_and_per_actor() -> None:
     b = cluster_key(topic="group", type="share", resource="graph", group_id=1, actor="bob@example.com")
     c = cluster_key(topic="group", type="share", resource="graph", group_id=2, actor="alice@example.com")
     assert len({a, b, c}) == 3
-    placed, new = assign([(a, minutes(0)), (b, minutes(0)), (c, minutes(0)), (a, minutes(1))], {})
-    assert placed == [Assignment(new=0), Assignment(new=1), Assignment(new=2), Assignment(new=0)]
+    placed, _ = arrive([(minutes(0), [a, b, c]), (minutes(1), [a])])
+    assert placed == [[100, 101, 102], [100]]
 
 
 def test_the_owner_topic_ignores_the_actor_and_the_resource_id() -> None:
@@ -62,18 +85,14 @@ def test_the_owner_topic_ignores_the_actor_and_the_resource_id() -> None:
 
 
 def test_a_stored_open_cluster_takes_the_next_notification_if_it_fits() -> None:
-    stored = {UPLOADS: (42, Span(minutes(0), minutes(30)))}
-    placed, new = assign([(UPLOADS, minutes(80))], stored)
-    assert placed == [Assignment(existing=42)] and new == []
-    placed, new = assign([(UPLOADS, minutes(91))], stored)
-    assert placed == [Assignment(new=0)]
+    stored = {(BOB, UPLOADS): (42, Span(minutes(0), minutes(30)))}
+    assert place([(BOB, UPLOADS)], stored, minutes(80)) == ({(BOB, UPLOADS): 42}, [])
+    assert place([(BOB, UPLOADS)], stored, minutes(91)) == ({}, [(BOB, UPLOADS)])
 
 
-def test_ties_in_time_are_assigned_deterministically_in_arrival_order() -> None:
-    items = [(UPLOADS, minutes(0)), (UPDATES, minutes(0)), (UPLOADS, minutes(0))]
-    assert assign(items, {}) == assign(list(items), {})
-    placed, _ = assign(items, {})
-    assert placed[0] == placed[2] != placed[1]
+def test_the_rows_of_one_batch_with_one_key_share_one_cluster_whatever_comes_between() -> None:
+    placed, _ = arrive([(minutes(0), [UPLOADS, UPDATES, UPLOADS])])
+    assert placed[0][0] == placed[0][2] != placed[0][1]
 
 
 def test_fits_needs_both_the_window_and_the_span() -> None:
@@ -84,6 +103,5 @@ def test_fits_needs_both_the_window_and_the_span() -> None:
 
 def test_an_arrival_slightly_before_the_clusters_last_one_still_joins_it() -> None:
     # Another worker's batch committed first with a later clock: this one is not a new cluster.
-    stored = {UPLOADS: (7, Span(minutes(10), minutes(10)))}
-    placed, new = assign([(UPLOADS, minutes(9.99))], stored)
-    assert placed == [Assignment(existing=7)] and new == []
+    stored = {(BOB, UPLOADS): (7, Span(minutes(10), minutes(10)))}
+    assert place([(BOB, UPLOADS)], stored, minutes(9.99)) == ({(BOB, UPLOADS): 7}, [])
