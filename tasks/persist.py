@@ -69,8 +69,9 @@ def persist_events(self: Task, events: list[dict[str, Any]],  # type: ignore[typ
         # shows them on its next load; the batch is not retried for it. When none of the
         # recipients has a page open (one look in Redis), broadcast's queries are skipped.
         try:
-            if listening(result.recipient_ids):
-                broadcast(result.owner_ids, result.group_ids, result.watching_ids)
+            online = listening(result.recipient_ids)
+            if online:
+                broadcast(result.owner_ids, result.group_ids, result.watching_ids, online=online)
         except Exception:
             log.exception("broadcast of %d notifications failed", result.created,
                           extra={"event_ids": [str(e.event_id) for e in parsed]})
