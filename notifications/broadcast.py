@@ -2,89 +2,123 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection
 
-from graphspace.models import User
+from graphspace.models import Group, User
 from notifications.channels import listening, send_to_users
-from notifications.models import GroupNotification, OwnerNotification, WatchingNotification
-from notifications.queries import unread_count, unread_counts
+from notifications.models import GroupNotification, OwnerNotification, UnreadCount, WatchingNotification
+from notifications.queries import unread_count
 from notifications.serializers import item_json
 from ops import metrics
 
 # Items carried in one push; the page refetches when a message says there are more.
 MAX_ITEMS = 20
 
-
 KINDS = ("owner", "group", "watching")
+MODELS = (OwnerNotification, GroupNotification, WatchingNotification)
+RECIPIENT = {OwnerNotification: "owner", GroupNotification: "member", WatchingNotification: "watcher"}
+
+# What item_json reads of a row, in the order of the models' fields (Model.from_db takes the
+# values in that order); a group row has its group_id besides.
+_READ = {"id", "type", "resource", "resource_id", "resource_name", "actor_email", "message", "is_read",
+         "cluster_id", "created_at", "occurred_at"}
+ITEM_FIELDS = [f.attname for f in OwnerNotification._meta.concrete_fields if f.attname in _READ]
+GROUP_ITEM_FIELDS = [*ITEM_FIELDS, "group_id"]
 
 
-def _recipients(owner_ids: Sequence[int], group_ids: Sequence[int],
-                watching_ids: Sequence[int] = ()) -> dict[str, list[tuple[str, int]]]:
-    """Each recipient's new rows, (kind, id), newest first, owner rows before group rows: one
-    query that reads no more than the index holds (a share into a group of 10,000 members
-    made 20,000 model instances and a 10,000-parameter IN list: 1.3 s of a 1.8 s broadcast)."""
-    owner, group, watching = OwnerNotification._meta, GroupNotification._meta, WatchingNotification._meta
+def _column(model: Any, attname: str) -> str:
+    return f'"{next(f.column for f in model._meta.concrete_fields if f.attname == attname)}"'
+
+
+def _new_rows() -> str:
+    """The batch's rows of the three tables (kind, recipient email, GROUP_ITEM_FIELDS), group_id
+    NULL outside the group table; parameters: the three id lists."""
+    parts = []
+    for kind, model in enumerate(MODELS):
+        columns = [_column(model, a) if a != "group_id" or model is GroupNotification else "NULL::bigint"
+                   for a in GROUP_ITEM_FIELDS]
+        parts.append(f'SELECT {kind} AS kind, "{model._meta.get_field(RECIPIENT[model]).column}" AS email, '
+                     f'{", ".join(f"{c} AS {a}" for c, a in zip(columns, GROUP_ITEM_FIELDS, strict=True))} '
+                     f'FROM "{model._meta.db_table}" WHERE id = ANY(%s)')
+    return " UNION ALL ".join(parts)
+
+
+_USER, _GROUP, _COUNT = User._meta, Group._meta, UnreadCount._meta
+
+# Every recipient's share of the batch, for the recipients with a page open (user ids): its
+# newest MAX_ITEMS rows (owner rows before group rows before watching rows, newest first), how
+# many rows the batch has for it, its user id and unread count, and each group row's group
+# name. One statement for what took five (the rows' recipients; their user ids; the rows as
+# model instances, two or three queries; the unread counts): half of a 200 events/s worker's
+# time went to broadcast, most of it to those queries (docs/latency.md).
+FRAMES_SQL = (
+    f"WITH new AS ({_new_rows()}), "
+    f"mine AS (SELECT new.*, u.id AS user_id, "
+    f"row_number() OVER (PARTITION BY u.id ORDER BY new.kind, new.created_at DESC, new.id DESC) AS place, "
+    f"count(*) OVER (PARTITION BY u.id) AS total "
+    f'FROM new JOIN "{_USER.db_table}" AS u ON u.{_column(User, "email")} = new.email '
+    f"WHERE u.id = ANY(%s)) "
+    f"SELECT mine.user_id, mine.email, mine.total, COALESCE(c.{_column(UnreadCount, 'count')}, 0), mine.kind, "
+    f"g.{_column(Group, 'name')}, {', '.join(f'mine.{a}' for a in GROUP_ITEM_FIELDS)} "
+    f'FROM mine LEFT JOIN "{_GROUP.db_table}" AS g ON g.id = mine.group_id '
+    f'LEFT JOIN "{_COUNT.db_table}" AS c ON c.{_column(UnreadCount, "recipient_id")} = mine.email '
+    f"WHERE mine.place <= {MAX_ITEMS} ORDER BY mine.email, mine.place"
+)
+
+# The user ids of the batch's recipients (when the caller has not asked who is listening).
+RECIPIENTS_SQL = (
+    f"SELECT DISTINCT u.id FROM ({_new_rows()}) AS new "
+    f'JOIN "{_USER.db_table}" AS u ON u.{_column(User, "email")} = new.email'
+)
+
+
+def _ids(ids: Iterable[int]) -> list[int]:
+    return list(ids)
+
+
+def frames(owner_ids: Sequence[int], group_ids: Sequence[int], watching_ids: Sequence[int],
+           online: Iterable[int]) -> list[tuple[int, dict[str, Any]]]:
+    """(user id, message) for each recipient among `online` of these rows: one query."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT 0, id, "{owner.get_field("owner").column}", created_at FROM "{owner.db_table}" WHERE id = ANY(%s) '
-            f'UNION ALL SELECT 1, id, "{group.get_field("member").column}", created_at FROM "{group.db_table}" '
-            f'WHERE id = ANY(%s) UNION ALL SELECT 2, id, "{watching.get_field("watcher").column}", created_at '
-            f'FROM "{watching.db_table}" WHERE id = ANY(%s) ORDER BY 1, 4 DESC, 2 DESC',
-            [list(owner_ids), list(group_ids), list(watching_ids)],
-        )
-        rows: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for kind, row_id, email, _ in cursor.fetchall():
-            rows[email].append((KINDS[kind], row_id))
-    return rows
+        cursor.execute(FRAMES_SQL, [_ids(owner_ids), _ids(group_ids), _ids(watching_ids), sorted(online)])
+        found = cursor.fetchall()
+    db = connection.alias
+    messages: list[tuple[int, dict[str, Any]]] = []
+    current: dict[str, Any] | None = None
+    for user_id, email, total, unread, kind, group_name, *values in found:
+        if current is None or messages[-1][0] != user_id:
+            current = {"type": "notifications.new", "items": [], "more": max(0, total - MAX_ITEMS),
+                       "unread_count": int(unread)}
+            messages.append((user_id, current))
+        model = MODELS[kind]
+        if model is GroupNotification:
+            row = model.from_db(db, GROUP_ITEM_FIELDS, values)
+            current["items"].append(item_json(row, email, group_name))
+        else:
+            row = model.from_db(db, ITEM_FIELDS, values[:-1])
+            current["items"].append(item_json(row, email))
+    return messages
 
 
 def broadcast(owner_ids: Sequence[int], group_ids: Sequence[int], watching_ids: Sequence[int] = (),
               online: set[int] | None = None) -> int:
-    """One message per recipient with an open page, sent from one coroutine. At most five
-    queries whatever the batch, and the rows are read in full, and the messages built, only
-    for the recipients who are listening: a share into a group of 10,000 members, 1,000 of
-    them online, builds 1,000 messages, not 10,000. `online`: who has a page open, when the
-    caller has just asked (channels.listening); otherwise it is asked here."""
+    """One message per recipient with an open page, sent from one coroutine. One query when
+    the caller says who has a page open (`online`: channels.listening, asked by the persist
+    task), two otherwise (the recipients' ids, then the look in Redis); the rows are read,
+    and the messages built, only for the recipients who are listening: a share into a group of
+    10,000 members, 1,000 of them online, builds 1,000 messages, not 10,000."""
     if not owner_ids and not group_ids and not watching_ids:
         return 0
-    rows = _recipients(owner_ids, group_ids, watching_ids)
-    if not rows:
-        return 0
-    user_ids = dict(User.objects.filter(email__in=sorted(rows)).values_list("email", "id"))
     if online is None:
-        online = listening(user_ids.values())
-    emails = sorted(email for email, user_id in user_ids.items() if user_id in online)
-    if not emails:
+        with connection.cursor() as cursor:
+            cursor.execute(RECIPIENTS_SQL, [_ids(owner_ids), _ids(group_ids), _ids(watching_ids)])
+            online = listening(row[0] for row in cursor.fetchall())
+    if not online:
         return 0
-    shown = [row for email in emails for row in rows[email][:MAX_ITEMS]]
-    owners = OwnerNotification.objects.in_bulk([i for kind, i in shown if kind == "owner"])
-    groups = GroupNotification.objects.select_related("group").in_bulk([i for kind, i in shown if kind == "group"])
-    wanted = [i for kind, i in shown if kind == "watching"]
-    watchings = WatchingNotification.objects.in_bulk(wanted) if wanted else {}
-    found: dict[str, dict[int, Any]] = {"owner": owners, "group": groups, "watching": watchings}
-    counts = unread_counts(emails)
-
-    def item(email: str, kind: str, row_id: int) -> dict[str, Any]:
-        if kind != "group":
-            return item_json(found[kind][row_id], email)
-        row = groups[row_id]
-        return item_json(row, email, row.group.name)
-
-    messages = [
-        (user_ids[email], {
-            "type": "notifications.new",
-            "items": [item(email, kind, i) for kind, i in rows[email][:MAX_ITEMS]
-                      if i in found[kind]],
-            "more": max(0, len(rows[email]) - MAX_ITEMS),
-            "unread_count": counts.get(email, 0),
-        })
-        for email in emails
-    ]
-    sent = send_to_users(messages)
+    sent = send_to_users(frames(owner_ids, group_ids, watching_ids, online))
     metrics.notifications_broadcast.inc(sent)
     return sent
 

@@ -1,0 +1,129 @@
+"""What broadcast pushes, through the Redis channel layer to real consumers: each open page
+gets one frame whose items are exactly what item_json makes of the stored rows (the JSON the
+page and the API share), in the page's order, with the batch's count past the frame and the
+unread count; and it costs one query when the caller already knows who is listening."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from graphspace import actions
+from graphspace.models import User
+from notifications.broadcast import MAX_ITEMS, broadcast
+from notifications.channels import listening
+from notifications.events import Event, new_event
+from notifications.models import GroupNotification, OwnerNotification, WatchingNotification
+from notifications.persist import persist_events
+from notifications.serializers import item_json
+from tests.conftest import People
+from tests.integration.test_websocket import headers_for, socket_for
+
+A, B, C = "alice@example.com", "bob@example.com", "carol@example.com"
+# What people type, carried as text: the page writes it with textContent, never as HTML.
+NAME = "<img src=x onerror=alert(1)> \"Ünïcode\" & 'quotes' \u2028"
+
+
+def upload(owner: str, n: int) -> Event:
+    return new_event("owner", {"owner_email": owner, "message": f"<b>{n}</b>", "resource": "graph", "resource_id": n,
+                               "resource_name": f"{NAME} {n}", "type": "upload"})
+
+
+def share(group_id: int, actor: str, n: int) -> Event:
+    return new_event("group", {"group_id": group_id, "owner_email": actor, "actor_email": actor, "message": "m",
+                               "resource": "graph", "resource_id": n, "resource_name": f"S{n}", "type": "share"})
+
+
+def watching(user: User, n: int) -> WatchingNotification:
+    now = datetime.now(UTC)
+    return WatchingNotification.objects.create(
+        watcher=user, event_id=uuid.uuid4(), message="w", resource_id=n, resource_name=f"W{n}",
+        actor_email=A, occurred_at=now, type="update", resource="graph", graph_id=n)
+
+
+def expected_items(email: str, owner_ids: list[int], group_ids: list[int], watching_ids: list[int]) -> list[Any]:
+    """The oracle: the stored rows read with the ORM and serialized by item_json, owner rows
+    before group rows before watching rows, each newest first."""
+    owners = OwnerNotification.objects.filter(id__in=owner_ids, owner_id=email).order_by("-created_at", "-id")
+    groups = (GroupNotification.objects.select_related("group").filter(id__in=group_ids, member_id=email)
+              .order_by("-created_at", "-id"))
+    watchings = WatchingNotification.objects.filter(id__in=watching_ids, watcher_id=email).order_by("-created_at", "-id")
+    return ([item_json(r, email) for r in owners] + [item_json(r, email, r.group.name) for r in groups]
+            + [item_json(r, email) for r in watchings])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_open_page_gets_the_rows_as_item_json_makes_them_in_one_query(people: People, broker_url: str) -> None:
+    lab = actions.create_group(people.alice, name=f"Lab {NAME}")
+    actions.add_member(people.alice, lab, people.bob)
+    actions.add_member(people.alice, lab, people.carol)
+    result = persist_events([upload(A, 1), upload(B, 2), share(lab.id, A, 3), upload(B, 4), share(lab.id, A, 5)])
+    owner_ids, group_ids = result.owner_ids, result.group_ids
+    watching_ids = [watching(people.bob, 6).id]  # type: ignore[arg-type]
+    # Carol has no page open: nothing is read or built for her.
+    alice_headers, bob_headers = headers_for(people.alice), headers_for(people.bob)  # type: ignore[arg-type]
+
+    def push() -> tuple[int, int]:
+        online = listening([people.alice.pk, people.bob.pk, people.carol.pk])  # type: ignore[attr-defined]
+        with CaptureQueriesContext(connection) as queries:
+            sent = broadcast(owner_ids, group_ids, watching_ids, online=online)
+        return sent, len(queries)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], tuple[int, int]]:
+        alice, bob = socket_for(alice_headers), socket_for(bob_headers)
+        assert (await alice.connect())[0] and (await bob.connect())[0]
+        pushed = await sync_to_async(push)()
+        frames = await alice.receive_json_from(timeout=5), await bob.receive_json_from(timeout=5)
+        assert await alice.receive_nothing(timeout=0.3) and await bob.receive_nothing(timeout=0.1)
+        await alice.disconnect()
+        await bob.disconnect()
+        return frames[0], frames[1], pushed
+
+    alices, bobs, (sent, queries) = async_to_sync(scenario)()
+    assert (sent, queries) == (2, 1)
+    for email, frame in ((A, alices), (B, bobs)):
+        items = expected_items(email, owner_ids, group_ids, watching_ids)
+        # Every row is new and unread, and all fit in the frame.
+        assert frame == {"type": "notifications", "items": items, "more": 0, "unread_count": len(items)}
+    assert [i["topic"] for i in bobs["items"]] == ["owner", "owner", "group", "group", "watching"]
+    assert [i["resource_id"] for i in bobs["items"]][:2] == [4, 2]
+    assert bobs["items"][2]["group_name"] == f"Lab {NAME}" and NAME in alices["items"][0]["resource_name"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_batch_fills_the_frame_with_the_newest_and_counts_the_rest(people: People, broker_url: str) -> None:
+    result = persist_events([upload(B, n) for n in range(MAX_ITEMS + 7)])
+    headers = headers_for(people.bob)  # type: ignore[arg-type]
+
+    def push() -> tuple[int, int]:
+        # Without `online`: broadcast asks who is listening itself (a second query: the ids).
+        with CaptureQueriesContext(connection) as queries:
+            sent = broadcast(result.owner_ids, result.group_ids)
+        return sent, len(queries)
+
+    async def scenario() -> tuple[dict[str, Any], tuple[int, int]]:
+        bob = socket_for(headers)
+        assert (await bob.connect())[0]
+        pushed = await sync_to_async(push)()
+        frame = await bob.receive_json_from(timeout=5)
+        await bob.disconnect()
+        return frame, pushed
+
+    frame, pushed = async_to_sync(scenario)()
+    assert pushed == (1, 2)
+    assert (frame["more"], frame["unread_count"]) == (7, MAX_ITEMS + 7)
+    assert frame["items"] == expected_items(B, result.owner_ids, [], [])[:MAX_ITEMS]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nobody_listening_costs_one_query_and_sends_nothing(people: People, broker_url: str) -> None:
+    result = persist_events([upload(B, 1), upload(C, 2)])
+    with CaptureQueriesContext(connection) as queries:
+        assert broadcast(result.owner_ids, result.group_ids) == 0
+    assert len(queries) == 1
