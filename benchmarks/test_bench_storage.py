@@ -124,6 +124,17 @@ def size(relations: list[str]) -> int:
         return int(cursor.fetchone()[0])
 
 
+def breakdown(relations: list[str], rows: int) -> str:
+    """Bytes per notification of each table's heap (with TOAST) and of each of its indexes."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, pg_table_size(c.oid), NULL FROM pg_class c WHERE c.relname = ANY(%s) "
+            "UNION ALL SELECT i.relname, pg_relation_size(i.oid), t.relname FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+            "WHERE t.relname = ANY(%s) ORDER BY 3 NULLS FIRST, 1", [relations, relations])
+        return "; ".join(f"{name} {size / rows:.0f}" for name, size, _ in cursor.fetchall())
+
+
 def samples(fn: Callable[[], Any], runs: int, reset: Callable[[], Any] | None = None) -> list[float]:
     fn()
     out = []
@@ -151,6 +162,8 @@ def test_bench_storage_count_page_and_mark_all_read_against_django_notifications
     assert hq_rows == stored
     ours = size(["owner_notification", "group_notification", "notification_cluster", "notification_unread_count"])
     theirs = size(["hq_notification"])
+    print("bytes per notification, by relation:", breakdown(
+        ["owner_notification", "group_notification", "notification_cluster", "notification_unread_count"], stored))
     record("storage", "bytes stored per notification (tables + indexes)",
            f"{ours / stored:.0f} (hq {theirs / stored:.0f})", baseline="603 (hq 238)", target="<= 350",
            note=f"{stored:,} rows")

@@ -183,7 +183,8 @@ def clusters(user: User, filters: Filters) -> QuerySet[NotificationCluster]:
                 inner = model.objects.filter(recipient_of(model, user), _text(f.q), cluster_id=OuterRef("pk"))
                 matches |= Q(Exists(inner))
         qs = qs.filter(matches)
-    return qs.order_by("-last_at", "-id")
+    # The index gives the minute; the clusters of one minute are few and sorted by last_at.
+    return qs.order_by("-last_minute", "-last_at", "-id")
 
 
 # --- cursors ---------------------------------------------------------------------------
@@ -232,7 +233,12 @@ class ClusterView:
 def cluster_page(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple[list[ClusterView], str | None]:
     """One page of clusters and the cursor of the next (None on the last page). Three
     queries: the clusters, then the preview items of each table."""
-    page, next_cursor = _after(clusters(user, filters).select_related("group"), "last_at", cursor, limit)
+    qs = clusters(user, filters).select_related("group")
+    position = decode_cursor(cursor)
+    if position:
+        # Where the index starts: the cursor's minute (the page's order is the minute's first).
+        qs = qs.filter(last_minute__lte=position[0].replace(second=0, microsecond=0))
+    page, next_cursor = _after(qs, "last_at", cursor, limit)
     previews = _previews(user, page)
     return [ClusterView(c, previews.get(c.id, [])) for c in page], next_cursor
 
