@@ -11,6 +11,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
+from channels_redis.serializers import MsgPackSerializer
 
 
 def user_group(user_id: int) -> str:
@@ -29,37 +30,69 @@ SEND_TIMEOUT_SECONDS = 60.0
 
 Message = tuple[str, dict[str, Any]]
 
-# channels-redis 4.3's group_send script, for many channels of many groups in one call: each
-# key gets its message unless it is at capacity. ARGV: the messages, the capacities, the time,
-# the expiry.
+# What channels-redis 4.3's group_send does, for many groups in one script (one round trip
+# for a whole batch's frames, where group_send took two to four per group): for each group
+# (KEYS), drop the memberships past the group expiry and read its channels; for each channel
+# key among them (one per web process), drop the messages past their expiry, and unless the
+# key is at capacity add the group's message, addressed to the group's channels of that key
+# (`__asgi_channel__`, as _map_channel_keys_to_connection writes it). The message is
+# serialized in Python, with an empty `__asgi_channel__` list last and the list's one-byte
+# header cut off (ARGV[6 + i]); the script appends the list as msgpack. The channel keys are
+# not in KEYS: one Redis, not a cluster (ring_size 1, like the rest of this module).
+# ARGV: the oldest group join still valid, the time (the score), the oldest message still
+# valid, the channel expiry, the capacity, the key prefix, then one message per group.
 _SEND_LUA = """
-local over_capacity = 0
-local current_time = ARGV[#ARGV - 1]
-local expiry = ARGV[#ARGV]
-for i=1,#KEYS do
-    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
-        redis.call('ZADD', KEYS[i], current_time, ARGV[i])
-        redis.call('EXPIRE', KEYS[i], expiry)
-    else
-        over_capacity = over_capacity + 1
+local function packed_str(s)
+    local n = #s
+    if n < 32 then return string.char(0xa0 + n) .. s end
+    if n < 256 then return string.char(0xd9, n) .. s end
+    if n < 65536 then return string.char(0xda, math.floor(n / 256), n % 256) .. s end
+    return string.char(0xdb, math.floor(n / 16777216), math.floor(n / 65536) % 256,
+                       math.floor(n / 256) % 256, n % 256) .. s
+end
+local function array_header(n)
+    if n < 16 then return string.char(0x90 + n) end
+    if n < 65536 then return string.char(0xdc, math.floor(n / 256), n % 256) end
+    return string.char(0xdd, math.floor(n / 16777216), math.floor(n / 65536) % 256,
+                       math.floor(n / 256) % 256, n % 256)
+end
+local now, expiry, capacity, prefix = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local cleaned = {}
+local sent, refused = 0, 0
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
+    local names = redis.call('ZRANGE', KEYS[i], 0, -1)
+    local by_key, keys = {}, {}
+    for _, name in ipairs(names) do
+        local bang = string.find(name, '!', 1, true)
+        local key = prefix .. (bang and string.sub(name, 1, bang) or name)
+        if by_key[key] == nil then
+            by_key[key] = {}
+            keys[#keys + 1] = key
+        end
+        local mine = by_key[key]
+        mine[#mine + 1] = packed_str(name)
+    end
+    for _, key in ipairs(keys) do
+        if not cleaned[key] then
+            redis.call('ZREMRANGEBYSCORE', key, 0, ARGV[3])
+            cleaned[key] = true
+        end
+        if redis.call('ZCARD', key) < capacity then
+            local mine = by_key[key]
+            redis.call('ZADD', key, now, ARGV[6 + i] .. array_header(#mine) .. table.concat(mine))
+            redis.call('EXPIRE', key, expiry)
+            sent = sent + 1
+        else
+            refused = refused + 1
+        end
     end
 end
-return over_capacity
+return {sent, refused}
 """
 
-
-# Each group's channels, after dropping those past the group expiry (what group_send reads
-# first, for many groups in one call). ARGV[1]: the oldest join time still valid.
-_MEMBERS_LUA = """
-local out = {}
-for i=1,#KEYS do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
-    out[i] = redis.call('ZRANGE', KEYS[i], 0, -1)
-end
-return out
-"""
-
-# How many channels each group has (the same expiry first).
+# How many channels each group has (after dropping the memberships past the group expiry).
+# ARGV[1]: the oldest join time still valid.
 _COUNT_LUA = """
 local out = {}
 for i=1,#KEYS do
@@ -69,44 +102,44 @@ end
 return out
 """
 
+_EMPTY_LIST = b"\x90"
 
-async def _pipelined_group_send(layer: RedisChannelLayer, messages: list[Message]) -> int:
-    """What `group_send` does for each message, for PIPELINE groups at a time in three round
-    trips (read the groups' channels; drop expired messages; add the new ones) instead of
-    two to four round trips per group, and with one command per step (a pipeline of 10,000
-    commands cost more in redis-py than the round trips it saved). Relies on channels-redis
-    4.3's key layout and helpers (`_group_key`, `_map_channel_keys_to_connection`), pinned in
-    requirements.txt and held to by tests/integration/test_websocket.py. Returns the messages
-    refused at capacity."""
+
+def _scripted(layer: Any) -> bool:
+    """Whether _SEND_LUA can stand in for this layer's group_send: channels-redis on one
+    Redis, its msgpack serializer with a random prefix and without encryption, one capacity
+    for every channel."""
+    serializer = getattr(layer, "_serializer", None)
+    return (isinstance(layer, RedisChannelLayer) and layer.ring_size == 1 and not layer.channel_capacity
+            and isinstance(serializer, MsgPackSerializer) and serializer.crypter is None
+            and serializer.random_prefix_length > 0)
+
+
+def _head(layer: RedisChannelLayer, message: dict[str, Any]) -> bytes:
+    """A group's message as channels-redis serializes it, short of its channel names: the
+    random prefix that keeps equal messages apart in a sorted set, then the msgpack map with
+    `__asgi_channel__` last, its list's header cut off for _SEND_LUA to write."""
+    assert "__asgi_channel__" not in message
+    body = layer.serialize({**message, "__asgi_channel__": []})
+    assert body.endswith(_EMPTY_LIST)
+    return body[:-1]
+
+
+async def _scripted_group_send(layer: RedisChannelLayer, messages: list[Message]) -> int:
+    """Every message to its group, PIPELINE groups per round trip (_SEND_LUA). Relies on
+    channels-redis 4.3's key layout and serialization, pinned in requirements.txt and held
+    to by tests/integration/test_websocket.py and test_broadcast.py (the real consumers
+    read what this writes). Returns the messages refused at capacity."""
     connection = layer.connection(0)
     refused = 0
     for start in range(0, len(messages), PIPELINE):
         chunk = messages[start:start + PIPELINE]
-        found = await connection.eval(_MEMBERS_LUA, len(chunk), *(layer._group_key(g) for g, _ in chunk),
-                                      int(time.time()) - layer.group_expiry)
-        keys: list[str] = []
-        payloads: list[bytes] = []
-        capacities: list[int] = []
-        for (_, message), names in zip(chunk, found, strict=True):
-            if not names:
-                continue
-            by_connection, payload, capacity = layer._map_channel_keys_to_connection(
-                [name.decode("utf8") for name in names], message)
-            for channel_keys in by_connection.values():
-                for channel_key in channel_keys:
-                    keys.append(channel_key)
-                    payloads.append(payload[channel_key])
-                    capacities.append(capacity[channel_key])
-        if not keys:
-            continue
-        # Messages past their expiry go first, as group_send does (a few keys: one per
-        # daphne process).
-        expire = connection.pipeline(transaction=False)
-        for channel_key in set(keys):
-            expire.zremrangebyscore(channel_key, min=0, max=int(time.time()) - int(layer.expiry))
-        await expire.execute()
-        refused += int(await connection.eval(_SEND_LUA, len(keys), *keys, *payloads, *capacities,
-                                             time.time(), layer.expiry))
+        now = time.time()
+        _, over = await connection.eval(
+            _SEND_LUA, len(chunk), *(layer._group_key(group) for group, _ in chunk),
+            int(now) - layer.group_expiry, now, int(now) - int(layer.expiry), int(layer.expiry), layer.capacity,
+            layer.prefix, *(_head(layer, message) for _, message in chunk))
+        refused += int(over)
     return refused
 
 
@@ -137,8 +170,8 @@ def listening(user_ids: Iterable[int]) -> set[int]:
 
 async def _send_all(messages: list[Message]) -> None:
     layer = get_channel_layer()
-    if isinstance(layer, RedisChannelLayer) and layer.ring_size == 1:
-        await _pipelined_group_send(layer, messages)
+    if _scripted(layer):
+        await _scripted_group_send(layer, messages)
         return
     for start in range(0, len(messages), CONCURRENT_SENDS):
         await asyncio.gather(*(layer.group_send(group, message)
@@ -167,7 +200,7 @@ def _sending_loop() -> asyncio.AbstractEventLoop:
 
 def send_to_users(messages: Iterable[tuple[int, dict[str, Any]]]) -> int:
     """Send each (user id, message) to that user's group, all from one coroutine on the
-    process's sending loop, pipelined (channels-redis) or CONCURRENT_SENDS at a time."""
+    process's sending loop, in one Redis script (channels-redis) or CONCURRENT_SENDS at a time."""
     batch = [(user_group(user_id), message) for user_id, message in messages]
     if batch:
         asyncio.run_coroutine_threadsafe(_send_all(batch), _sending_loop()).result(SEND_TIMEOUT_SECONDS)

@@ -76,13 +76,17 @@ def test_each_open_page_gets_the_rows_as_item_json_makes_them_in_one_query(peopl
         return sent, len(queries)
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], tuple[int, int]]:
-        alice, bob = socket_for(alice_headers), socket_for(bob_headers)
-        assert (await alice.connect())[0] and (await bob.connect())[0]
+        # Bob has two pages open: both sockets' channels are in this process's one channel
+        # key, so one message addressed to both carries his frame to each.
+        alice, bob, bobs_other = socket_for(alice_headers), socket_for(bob_headers), socket_for(bob_headers)
+        for socket in (alice, bob, bobs_other):
+            assert (await socket.connect())[0]
         pushed = await sync_to_async(push)()
-        frames = await alice.receive_json_from(timeout=5), await bob.receive_json_from(timeout=5)
-        assert await alice.receive_nothing(timeout=0.3) and await bob.receive_nothing(timeout=0.1)
-        await alice.disconnect()
-        await bob.disconnect()
+        frames = [await s.receive_json_from(timeout=5) for s in (alice, bob, bobs_other)]
+        assert frames[1] == frames[2]
+        for socket in (alice, bob, bobs_other):
+            assert await socket.receive_nothing(timeout=0.2)
+            await socket.disconnect()
         return frames[0], frames[1], pushed
 
     alices, bobs, (sent, queries) = async_to_sync(scenario)()
