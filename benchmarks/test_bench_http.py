@@ -13,19 +13,31 @@ server (docs/web.md):
   httptools (uvicorn's C parser). About a tenth of the CPU per request, so the figure is closer
   to what the server does for clients on other machines.
 One client makes ONE_CLIENT_REQUESTS requests (a p99 of 100 samples would be their maximum);
-each of 20 makes REQUESTS_PER_CLIENT. Each line also says the load average before it, and the
-load generator's own CPU per request.
+each of 20 makes REQUESTS_PER_CLIENT (BENCH_HTTP_REQUESTS overrides it). Each line also says the
+load average before it and the CPU each part spent per request, read from /proc: the web
+processes' (all workers), PostgreSQL's (the postmaster and its backends) and the load
+generator's. The server's and the database's move less with the machine's load than the
+latencies do (docs/web.md).
+
+BENCH_HTTP_PYSPY=DIR records each 20-client run of the web workers with py-spy (only the thread
+holding the GIL, collapsed stacks in DIR/<figure>-<pid>.txt) for reading where the time goes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import resource
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,7 +53,7 @@ from notifications.events import new_event
 from notifications.persist import persist_events
 from tests.conftest import People
 
-REQUESTS_PER_CLIENT = 100
+REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_HTTP_REQUESTS", "100"))
 ONE_CLIENT_REQUESTS = 500
 
 Result = tuple[int, int, list[float]]
@@ -159,6 +171,94 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# --- CPU of the server's processes, from /proc ------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name is in parentheses and may hold spaces: split after it.
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes holding a socket that listens on `port` (the web supervisor and its
+    workers; PostgreSQL's postmaster). Empty where /proc does not let us look."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    found = set()
+    for pid in _pids():
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    found.add(pid)
+                    break
+        except OSError:
+            continue
+    return found
+
+
+def tree_cpu(roots: set[int]) -> float:
+    """CPU seconds of `roots` and all their descendants, the ended ones included (a parent's
+    cutime/cstime holds its reaped children's)."""
+    stats = {pid: st for pid in _pids() if (st := _stat(pid)) is not None}
+    children: dict[int, list[int]] = {}
+    for pid, st in stats.items():
+        children.setdefault(int(st[1]), []).append(pid)
+    total, todo, seen = 0, list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        st = stats[pid]
+        # After ")": state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based.
+        total += int(st[11]) + int(st[12]) + int(st[13]) + int(st[14])
+        todo += children.get(pid, [])
+    return total / TICK
+
+
+@contextmanager
+def pyspy(pids: set[int], name: str) -> Iterator[None]:
+    """py-spy record of each web worker while the block runs, if BENCH_HTTP_PYSPY names a folder."""
+    folder = os.environ.get("BENCH_HTTP_PYSPY")
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    recorders = [subprocess.Popen([str(spy), "record", "--pid", str(pid), "--gil", "--rate", "500", "--format", "raw",
+                                   "--output", f"{folder}/{slug}-{pid}.txt"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for pid in pids]
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for r in recorders:
+            r.send_signal(signal.SIGINT)
+        for r in recorders:
+            r.wait(30)
+
+
 GENERATORS: dict[str, Callable[[str, dict[str, str], int, int], Result]] = {
     "requests threads": hammer, "asyncio": hammer_async,
 }
@@ -178,19 +278,28 @@ def test_bench_count_and_first_page_under_concurrent_clients(people: People, web
     for _ in range(int(os.environ.get("WEB_WORKERS", "2")) * 2):
         assert requests.get(f"{web}/api/v1/notifications/count", cookies=cookies, timeout=10).json()["unread_count"] == 200
         assert requests.get(f"{web}/api/v1/notifications/", cookies=cookies, timeout=10).json()["unread_count"] == 200
+    web_pids = listening_pids(int(urlsplit(web).port or 80))
+    # The workers: the supervisor's children that hold the socket.
+    workers = {pid for pid in web_pids if (st := _stat(pid)) is not None and int(st[1]) in web_pids}
+    db_pids = listening_pids(int(settings.DATABASES["default"]["PORT"] or 5432))
     print()
     for name, path in (("/count", "/api/v1/notifications/count"), ("first page", "/api/v1/notifications/")):
         for clients in (1, 20):
             per_client = ONE_CLIENT_REQUESTS if clients == 1 else REQUESTS_PER_CLIENT
             for generator, run in GENERATORS.items():
                 load = os.getloadavg()[0]
-                cpu = cpu_seconds()
-                answers, errors, ms = run(f"{web}{path}", cookies, clients, per_client)
-                client_cpu = (cpu_seconds() - cpu) / answers * 1000
+                figure = f"{name}, {clients} clients, {generator}"
+                with pyspy(workers if clients > 1 else set(), figure):
+                    cpu, server, db = cpu_seconds(), tree_cpu(web_pids), tree_cpu(db_pids)
+                    answers, errors, ms = run(f"{web}{path}", cookies, clients, per_client)
+                    server, db = tree_cpu(web_pids) - server, tree_cpu(db_pids) - db
+                    client_cpu = (cpu_seconds() - cpu) / answers * 1000
+                cpu_note = (f"CPU ms/request: server {server / answers * 1000:.2f}, PostgreSQL {db / answers * 1000:.2f}, "
+                            f"client {client_cpu:.2f}")
                 print(f"{name:>10}, {clients:>2} clients, {generator:>16}: {answers} requests, {errors} HTTP 5xx, "
                       f"p50 {statistics.median(ms):.1f} ms, p99 {pct(ms, 99):.1f} ms "
-                      f"(load average {load:.1f}; client CPU {client_cpu:.2f} ms/request)")
+                      f"(load average {load:.1f}; {cpu_note})")
                 record("http", f"{name} over HTTP (uvicorn), {clients} client(s), {generator}",
                        f"{errors} of {answers} HTTP 5xx; p50 {statistics.median(ms):.1f} / p99 {pct(ms, 99):.1f} ms",
                        baseline=BASELINE[(name, clients)], target=TARGET.get((name, clients), "0 errors; <= 100 ms p99"),
-                       note=f"load average {load:.1f}; client CPU {client_cpu:.2f} ms/request")
+                       note=f"load average {load:.1f}; {cpu_note}")

@@ -51,7 +51,7 @@ def _changed(user: User, changed: int) -> Answer:
     return 200, {"changed": changed, "unread_count": queries.unread_count(user.email)}
 
 
-def _page_of(request: HttpRequest, user: User, read: Any) -> tuple[list[Any], str | None]:
+def _page_of(request: HttpRequest, user: User, read: Any) -> Any:
     """One page from `read(user, filters, cursor, limit)`, with the request's parameters."""
     params = _params(request)
     try:
@@ -61,11 +61,11 @@ def _page_of(request: HttpRequest, user: User, read: Any) -> tuple[list[Any], st
 
 
 def list_clusters(request: HttpRequest, user: User) -> Answer:
-    page, next_cursor = _page_of(request, user, queries.cluster_page)
+    page, next_cursor, unread = _page_of(request, user, queries.cluster_page_and_count)
     return 200, {
         "clusters": [cluster_json(view, user.email) for view in page],
         "next_cursor": next_cursor,
-        "unread_count": queries.unread_count(user.email),
+        "unread_count": unread,
     }
 
 

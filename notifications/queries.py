@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -223,24 +222,150 @@ def limit_of(value: Any, default: int = 20) -> int:
     return number
 
 
+class ClusterRow(NamedTuple):
+    """A cluster as the page reads it: the columns it shows, its group's name beside them."""
+
+    id: int
+    topic: str
+    type: str
+    resource: str
+    group_id: int | None
+    group_name: str | None
+    actor_email: str
+    size: int
+    unread: int
+    first_at: datetime
+    last_at: datetime
+
+
+class ItemRow(NamedTuple):
+    """A notification as the page's previews read it (the columns item_json shows)."""
+
+    topic: str
+    id: int
+    type: str
+    resource: str
+    resource_id: int
+    resource_name: str
+    actor_email: str | None
+    group_id: int | None
+    message: str
+    is_read: bool
+    cluster_id: int
+    created_at: datetime
+    occurred_at: datetime
+
+
 @dataclass
 class ClusterView:
-    cluster: NotificationCluster
+    cluster: NotificationCluster | ClusterRow
     # The newest few items (all of them when the cluster is small), newest first.
-    items: list[Notification]
+    items: list[Any]
+
+
+def _like(words: str) -> str:
+    """`words` as the pattern of Django's icontains on PostgreSQL (UPPER(col::text) LIKE
+    UPPER(pattern)): LIKE's own characters escaped, anywhere in the text."""
+    return "%" + connection.ops.prep_for_like_query(words) + "%"
+
+
+def _page_where(user: User, f: Filters, cursor: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause of the page's clusters: `clusters(user, f)` (which mark-all-read uses)
+    written in SQL, and the cursor's position. tests/integration/test_page_query.py holds the
+    two to the same clusters for every filter."""
+    where, params = ["c.recipient_id = %s"], [user.id]
+    for column, value in (("group_id", f.group_id), ("type", f.type), ("resource", f.resource), ("topic", f.topic)):
+        if value is not None and value != "":
+            where.append(f"c.{column} = %s")
+            params.append(value)
+    if f.unread_only:
+        where.append("c.unread > 0")
+    if f.since:
+        where.append("c.last_at >= %s")
+        params.append(f.since)
+    if f.until:
+        where.append("c.first_at < %s")
+        params.append(f.until)
+    if f.q:
+        pattern = _like(f.q)
+        matches = []
+        for topic, model in TABLE_MODEL.items():
+            if f.topic in (None, topic):
+                matches.append(
+                    f'EXISTS (SELECT 1 FROM "{model._meta.db_table}" x WHERE x."{RECIPIENT_COLUMN[model]}" = %s'
+                    " AND x.cluster_id = c.id AND (UPPER(x.resource_name::text) LIKE UPPER(%s)"
+                    " OR UPPER(x.message::text) LIKE UPPER(%s) OR UPPER(x.actor_email::text) LIKE UPPER(%s)))")
+                params += [user.email, pattern, pattern, pattern]
+        where.append(f"({' OR '.join(matches)})")
+    position = decode_cursor(cursor)
+    if position:
+        moment, pk = position
+        where.append("(c.last_at < %s OR (c.last_at = %s AND c.id < %s))")
+        params += [moment, moment, pk]
+    return " AND ".join(where), params
+
+
+# The previews: for each cluster of the page, the newest PREVIEW items of its topic's table, one
+# LATERAL lookup on that table's (cluster, created_at, id) index (the other two tables' branches
+# are skipped by their topic test). One parameter per branch: the recipient's email.
+_PREVIEWS = " UNION ALL ".join(
+    f"(SELECT '{topic}'::text AS topic, x.id, x.type, x.resource, x.resource_id, x.resource_name, x.actor_email,"
+    f" {'x.group_id' if model is GroupNotification else 'NULL::bigint'} AS group_id, x.message, x.is_read,"
+    f" x.created_at, x.occurred_at FROM \"{model._meta.db_table}\" x"
+    f" WHERE p.topic = '{topic}' AND x.cluster_id = p.id AND x.\"{RECIPIENT_COLUMN[model]}\" = %s"
+    f" ORDER BY x.created_at DESC, x.id DESC LIMIT {PREVIEW})"
+    for topic, model in TABLE_MODEL.items()
+)
+
+
+def cluster_page_and_count(
+    user: User, filters: Filters, cursor: str | None, limit: int,
+) -> tuple[list[ClusterView], str | None, int]:
+    """One page of clusters, the cursor of the next (None on the last page) and the user's
+    unread count: one query, one snapshot. Rows are read as tuples, not model instances: the
+    first page is the site's most read answer after the count (docs/web.md)."""
+    where, where_params = _page_where(user, filters, cursor)
+    sql = (
+        # The count first, so that a page without clusters still has its row.
+        "SELECT k.n, p.id, p.topic, p.type, p.resource, p.group_id, p.group_name, p.actor_email, p.size, p.unread,"
+        " p.first_at, p.last_at, i.topic, i.id, i.type, i.resource, i.resource_id, i.resource_name, i.actor_email,"
+        " i.group_id, i.message, i.is_read, i.created_at, i.occurred_at"
+        " FROM (SELECT COALESCE((SELECT u.count FROM notification_unread_count u"
+        " WHERE u.recipient_email = %s), 0) AS n) k"
+        " LEFT JOIN LATERAL (SELECT c.id, c.topic, c.type, c.resource, c.group_id, g.name AS group_name,"
+        " c.actor_email, c.size, c.unread, c.first_at, c.last_at,"
+        " row_number() OVER (ORDER BY c.last_at DESC, c.id DESC) AS rn"
+        ' FROM notification_cluster c LEFT JOIN "group" g ON g.id = c.group_id'
+        f" WHERE {where} ORDER BY c.last_at DESC, c.id DESC LIMIT %s) p ON true"
+        # The cluster past the page only says that there is a next one: no previews for it.
+        f" LEFT JOIN LATERAL ({_PREVIEWS}) i ON p.rn <= %s"
+        " ORDER BY p.last_at DESC, p.id DESC, i.created_at DESC, i.id DESC"
+    )
+    params = [user.email, *where_params, limit + 1, *[user.email] * len(TABLE_MODEL), limit]
+    with connection.cursor() as db:
+        db.execute(sql, params)
+        rows = db.fetchall()
+    unread = int(rows[0][0]) if rows else 0
+    views: list[ClusterView] = []
+    last: ClusterView | None = None
+    for row in rows:
+        if row[1] is None:  # no clusters: the count's row alone
+            break
+        if last is None or last.cluster.id != row[1]:
+            last = ClusterView(ClusterRow._make(row[1:12]), [])
+            views.append(last)
+        if row[13] is not None:
+            last.items.append(ItemRow._make((*row[12:22], row[1], row[22], row[23])))
+    more = len(views) > limit
+    views = views[:limit]
+    next_cursor = encode_cursor(views[-1].cluster.last_at, views[-1].cluster.id) if more and views else None
+    return views, next_cursor, unread
 
 
 def cluster_page(user: User, filters: Filters, cursor: str | None, limit: int) -> tuple[list[ClusterView], str | None]:
-    """One page of clusters and the cursor of the next (None on the last page). Three
-    queries: the clusters, then the preview items of each table."""
-    qs = clusters(user, filters).select_related("group")
-    position = decode_cursor(cursor)
-    if position:
-        # Where the index starts: the cursor's minute (the page's order is the minute's first).
-        qs = qs.filter(last_minute__lte=position[0].replace(second=0, microsecond=0))
-    page, next_cursor = _after(qs, "last_at", cursor, limit)
-    previews = _previews(user, page)
-    return [ClusterView(c, previews.get(c.id, [])) for c in page], next_cursor
+    """One page of clusters and the cursor of the next (None on the last page)."""
+    views, next_cursor, _ = cluster_page_and_count(user, filters, cursor, limit)
+    return views, next_cursor
 
 
 def _after(qs: QuerySet[Any], time_field: str, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
@@ -255,28 +380,6 @@ def _after(qs: QuerySet[Any], time_field: str, cursor: str | None, limit: int) -
     rows = rows[:limit]
     next_cursor = encode_cursor(getattr(rows[-1], time_field), rows[-1].id) if more and rows else None
     return rows, next_cursor
-
-
-def _previews(user: User, page: list[NotificationCluster]) -> dict[int, list[Any]]:
-    """The newest PREVIEW items of each cluster on the page, one query per topic."""
-    found: dict[int, list[Any]] = defaultdict(list)
-    for topic, model in TABLE_MODEL.items():
-        ids = [c.id for c in page if c.topic == topic]
-        if not ids:
-            continue
-        table = model._meta.db_table
-        column = RECIPIENT_COLUMN[model]
-        # One LATERAL lookup per cluster on the (cluster, created_at, id) index: PREVIEW rows
-        # each, however large the cluster.
-        rows = model.objects.raw(
-            f'SELECT n.* FROM unnest(%s::bigint[]) AS c(id) CROSS JOIN LATERAL ('
-            f'SELECT * FROM "{table}" x WHERE x.cluster_id = c.id AND x."{column}" = %s '
-            f"ORDER BY x.created_at DESC, x.id DESC LIMIT %s) n",
-            [ids, user.email, PREVIEW],
-        )
-        for row in rows:
-            found[row.cluster_id].append(row)
-    return found
 
 
 def cluster_items(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifications.models import GroupNotification, NotificationCluster
-from notifications.queries import ClusterView, Notification, topic_of
+from notifications.models import GroupNotification
+from notifications.queries import ClusterRow, ClusterView, ItemRow, Notification, topic_of
 from notifications.wording import cluster_text, item_text, name_preview
 
 
@@ -13,9 +13,13 @@ def _iso(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def item_json(row: Notification, viewer: str, group_name: str | None = None) -> dict[str, Any]:
-    topic = topic_of(row)
-    group_id = row.group_id if isinstance(row, GroupNotification) else None
+def item_json(row: Notification | ItemRow, viewer: str, group_name: str | None = None) -> dict[str, Any]:
+    """A notification: a model instance, or a row as the page reads it (queries.ItemRow)."""
+    if isinstance(row, ItemRow):
+        topic, group_id = row.topic, row.group_id
+    else:
+        topic = topic_of(row)
+        group_id = row.group_id if isinstance(row, GroupNotification) else None
     return {
         "id": f"{topic}-{row.id}",
         "pk": row.id,
@@ -39,8 +43,11 @@ def item_json(row: Notification, viewer: str, group_name: str | None = None) -> 
 
 
 def cluster_json(view: ClusterView, viewer: str) -> dict[str, Any]:
-    c: NotificationCluster = view.cluster
-    group_name = c.group.name if c.group_id and c.group else None
+    c = view.cluster
+    if isinstance(c, ClusterRow):
+        group_name = c.group_name
+    else:
+        group_name = c.group.name if c.group_id and c.group else None
     # A cluster of one is shown as its one notification.
     items = [item_json(i, viewer, group_name) for i in view.items] if c.size == 1 else []
     if items:

@@ -235,7 +235,7 @@ def test_the_count_and_the_first_page_are_cheap(people: People, django_assert_nu
     get(bob, "count")  # warm the credential cache and the session
     with django_assert_num_queries(2):  # the user, the count
         get(bob, "count")
-    with django_assert_num_queries(4):  # the user, the clusters, their preview items, the count
+    with django_assert_num_queries(2):  # the user; the clusters, their preview items and the count in one
         get(bob, "")
 
 
