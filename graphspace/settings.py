@@ -336,7 +336,8 @@ if CHANNELS_REDIS_SOCKET_TIMEOUT <= CHANNELS_BLOCKING_READ_SECONDS:
     )
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels-redis, taking a web process's waiting frames in batches (notifications/channels.py).
+        "BACKEND": "notifications.channels.ChannelLayer",
         "CONFIG": {
             # One dict per Redis: the address and the connection pool's options
             # (channels_redis.utils.create_pool passes them to redis-py).

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from graphspace import actions
 from graphspace.models import User
 from notifications.broadcast import MAX_ITEMS, broadcast
-from notifications.channels import listening
+from notifications.channels import listening, send_to_users
 from notifications.events import Event, new_event
 from notifications.models import GroupNotification, OwnerNotification, WatchingNotification
 from notifications.persist import persist_events
@@ -131,3 +131,33 @@ def test_nobody_listening_costs_one_query_and_sends_nothing(people: People, brok
     with CaptureQueriesContext(connection) as queries:
         assert broadcast(result.owner_ids, result.group_ids) == 0
     assert len(queries) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_frames_reaches_every_open_page_in_order(people: People, broker_url: str) -> None:
+    """The frames wait on the process's channel key faster than they are read, so the web
+    process takes them several at a time (notifications.channels.ChannelLayer): each page
+    still gets each of its frames once, in the order sent."""
+    bob_id, alice_id = people.bob.pk, people.alice.pk  # type: ignore[attr-defined]
+    alice_headers, bob_headers = headers_for(people.alice), headers_for(people.bob)  # type: ignore[arg-type]
+    burst = 40
+
+    def push() -> None:
+        for n in range(burst):
+            send_to_users([(bob_id, {"type": "notifications.count", "unread_count": n}),
+                           (alice_id, {"type": "notifications.count", "unread_count": 1000 + n})])
+
+    async def scenario() -> list[list[int]]:
+        sockets = [socket_for(alice_headers), socket_for(bob_headers), socket_for(bob_headers)]
+        for socket in sockets:
+            assert (await socket.connect())[0]
+        await sync_to_async(push)()
+        heard = [[(await s.receive_json_from(timeout=5))["unread_count"] for _ in range(burst)] for s in sockets]
+        for socket in sockets:
+            assert await socket.receive_nothing(timeout=0.2)
+            await socket.disconnect()
+        return heard
+
+    alices, bobs, bobs_other = async_to_sync(scenario)()
+    assert alices == [1000 + n for n in range(burst)]
+    assert bobs == bobs_other == list(range(burst))
