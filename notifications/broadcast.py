@@ -10,23 +10,17 @@ from django.db import connection
 from graphspace.models import Group, User
 from notifications.channels import listening, send_to_users
 from notifications.models import GroupNotification, OwnerNotification, UnreadCount, WatchingNotification
-from notifications.queries import unread_count
+from notifications.queries import ItemRow, unread_count
 from notifications.serializers import item_json
 from ops import metrics
 
 # Items carried in one push; the page refetches when a message says there are more.
 MAX_ITEMS = 20
 
-KINDS = ("owner", "group", "watching")
-MODELS = (OwnerNotification, GroupNotification, WatchingNotification)
+MODELS = {"owner": OwnerNotification, "group": GroupNotification, "watching": WatchingNotification}
 RECIPIENT = {OwnerNotification: "owner", GroupNotification: "member", WatchingNotification: "watcher"}
-
-# What item_json reads of a row, in the order of the models' fields (Model.from_db takes the
-# values in that order); a group row has its group_id besides.
-_READ = {"id", "type", "resource", "resource_id", "resource_name", "actor_email", "message", "is_read",
-         "cluster_id", "created_at", "occurred_at"}
-ITEM_FIELDS = [f.attname for f in OwnerNotification._meta.concrete_fields if f.attname in _READ]
-GROUP_ITEM_FIELDS = [*ITEM_FIELDS, "group_id"]
+# The columns of an item (queries.ItemRow, which item_json takes as it takes a model instance).
+ITEM_COLUMNS = ItemRow._fields[1:]
 
 
 def _column(model: Any, attname: str) -> str:
@@ -34,14 +28,15 @@ def _column(model: Any, attname: str) -> str:
 
 
 def _new_rows() -> str:
-    """The batch's rows of the three tables (kind, recipient email, GROUP_ITEM_FIELDS), group_id
-    NULL outside the group table; parameters: the three id lists."""
+    """The batch's rows of the three tables: (kind, recipient email, topic, *ITEM_COLUMNS),
+    group_id NULL outside the group table; parameters: the three id lists."""
     parts = []
-    for kind, model in enumerate(MODELS):
-        columns = [_column(model, a) if a != "group_id" or model is GroupNotification else "NULL::bigint"
-                   for a in GROUP_ITEM_FIELDS]
+    for kind, (topic, model) in enumerate(MODELS.items()):
+        columns = [_column(model, c) if c != "group_id" or model is GroupNotification else "NULL::bigint"
+                   for c in ITEM_COLUMNS]
         parts.append(f'SELECT {kind} AS kind, "{model._meta.get_field(RECIPIENT[model]).column}" AS email, '
-                     f'{", ".join(f"{c} AS {a}" for c, a in zip(columns, GROUP_ITEM_FIELDS, strict=True))} '
+                     f"'{topic}' AS topic, "
+                     f'{", ".join(f"{c} AS {a}" for c, a in zip(columns, ITEM_COLUMNS, strict=True))} '
                      f'FROM "{model._meta.db_table}" WHERE id = ANY(%s)')
     return " UNION ALL ".join(parts)
 
@@ -51,9 +46,9 @@ _USER, _GROUP, _COUNT = User._meta, Group._meta, UnreadCount._meta
 # Every recipient's share of the batch, for the recipients with a page open (user ids): its
 # newest MAX_ITEMS rows (owner rows before group rows before watching rows, newest first), how
 # many rows the batch has for it, its user id and unread count, and each group row's group
-# name. One statement for what took five (the rows' recipients; their user ids; the rows as
-# model instances, two or three queries; the unread counts): half of a 200 events/s worker's
-# time went to broadcast, most of it to those queries (docs/latency.md).
+# name. One statement for what took four to six (the rows' recipients; their user ids; the
+# rows as model instances, one query per table; the unread counts): broadcast was half of a
+# 200 events/s worker's time, most of it in those queries (docs/latency.md).
 FRAMES_SQL = (
     f"WITH new AS ({_new_rows()}), "
     f"mine AS (SELECT new.*, u.id AS user_id, "
@@ -61,8 +56,8 @@ FRAMES_SQL = (
     f"count(*) OVER (PARTITION BY u.id) AS total "
     f'FROM new JOIN "{_USER.db_table}" AS u ON u.{_column(User, "email")} = new.email '
     f"WHERE u.id = ANY(%s)) "
-    f"SELECT mine.user_id, mine.email, mine.total, COALESCE(c.{_column(UnreadCount, 'count')}, 0), mine.kind, "
-    f"g.{_column(Group, 'name')}, {', '.join(f'mine.{a}' for a in GROUP_ITEM_FIELDS)} "
+    f"SELECT mine.user_id, mine.email, mine.total, COALESCE(c.{_column(UnreadCount, 'count')}, 0), "
+    f"g.{_column(Group, 'name')}, mine.topic, {', '.join(f'mine.{c}' for c in ITEM_COLUMNS)} "
     f'FROM mine LEFT JOIN "{_GROUP.db_table}" AS g ON g.id = mine.group_id '
     f'LEFT JOIN "{_COUNT.db_table}" AS c ON c.{_column(UnreadCount, "recipient_id")} = mine.email '
     f"WHERE mine.place <= {MAX_ITEMS} ORDER BY mine.email, mine.place"
@@ -75,31 +70,20 @@ RECIPIENTS_SQL = (
 )
 
 
-def _ids(ids: Iterable[int]) -> list[int]:
-    return list(ids)
-
-
 def frames(owner_ids: Sequence[int], group_ids: Sequence[int], watching_ids: Sequence[int],
            online: Iterable[int]) -> list[tuple[int, dict[str, Any]]]:
     """(user id, message) for each recipient among `online` of these rows: one query."""
     with connection.cursor() as cursor:
-        cursor.execute(FRAMES_SQL, [_ids(owner_ids), _ids(group_ids), _ids(watching_ids), sorted(online)])
+        cursor.execute(FRAMES_SQL, [list(owner_ids), list(group_ids), list(watching_ids), sorted(online)])
         found = cursor.fetchall()
-    db = connection.alias
     messages: list[tuple[int, dict[str, Any]]] = []
-    current: dict[str, Any] | None = None
-    for user_id, email, total, unread, kind, group_name, *values in found:
-        if current is None or messages[-1][0] != user_id:
-            current = {"type": "notifications.new", "items": [], "more": max(0, total - MAX_ITEMS),
-                       "unread_count": int(unread)}
-            messages.append((user_id, current))
-        model = MODELS[kind]
-        if model is GroupNotification:
-            row = model.from_db(db, GROUP_ITEM_FIELDS, values)
-            current["items"].append(item_json(row, email, group_name))
-        else:
-            row = model.from_db(db, ITEM_FIELDS, values[:-1])
-            current["items"].append(item_json(row, email))
+    items: list[dict[str, Any]] = []
+    for user_id, email, total, unread, group_name, *item in found:
+        if not messages or messages[-1][0] != user_id:
+            items = []
+            messages.append((user_id, {"type": "notifications.new", "items": items,
+                                       "more": max(0, total - MAX_ITEMS), "unread_count": int(unread)}))
+        items.append(item_json(ItemRow(*item), email, group_name))
     return messages
 
 
@@ -114,7 +98,7 @@ def broadcast(owner_ids: Sequence[int], group_ids: Sequence[int], watching_ids: 
         return 0
     if online is None:
         with connection.cursor() as cursor:
-            cursor.execute(RECIPIENTS_SQL, [_ids(owner_ids), _ids(group_ids), _ids(watching_ids)])
+            cursor.execute(RECIPIENTS_SQL, [list(owner_ids), list(group_ids), list(watching_ids)])
             online = listening(row[0] for row in cursor.fetchall())
     if not online:
         return 0
