@@ -300,8 +300,9 @@ def _page_where(user: User, f: Filters, cursor: str | None) -> tuple[str, list[A
     position = decode_cursor(cursor)
     if position:
         moment, pk = position
-        where.append("(c.last_at < %s OR (c.last_at = %s AND c.id < %s))")
-        params += [moment, moment, pk]
+        # The first bound is where the cluster_newest index starts: the cursor's minute.
+        where.append("c.last_minute <= %s AND (c.last_at < %s OR (c.last_at = %s AND c.id < %s))")
+        params += [moment.replace(second=0, microsecond=0), moment, moment, pk]
     return " AND ".join(where), params
 
 
@@ -334,9 +335,11 @@ def cluster_page_and_count(
         " WHERE u.recipient_email = %s), 0) AS n) k"
         " LEFT JOIN LATERAL (SELECT c.id, c.topic, c.type, c.resource, c.group_id, g.name AS group_name,"
         " c.actor_email, c.size, c.unread, c.first_at, c.last_at,"
-        " row_number() OVER (ORDER BY c.last_at DESC, c.id DESC) AS rn"
+        # The index gives the minute (c.last_minute); the clusters of one minute are few and
+        # put in last_at order by an incremental sort (docs/storage.md).
+        " row_number() OVER (ORDER BY c.last_minute DESC, c.last_at DESC, c.id DESC) AS rn"
         ' FROM notification_cluster c LEFT JOIN "group" g ON g.id = c.group_id'
-        f" WHERE {where} ORDER BY c.last_at DESC, c.id DESC LIMIT %s) p ON true"
+        f" WHERE {where} ORDER BY c.last_minute DESC, c.last_at DESC, c.id DESC LIMIT %s) p ON true"
         # The cluster past the page only says that there is a next one: no previews for it.
         f" LEFT JOIN LATERAL ({_PREVIEWS}) i ON p.rn <= %s"
         " ORDER BY p.last_at DESC, p.id DESC, i.created_at DESC, i.id DESC"
