@@ -12,5 +12,6 @@ BROADCAST_TASK = "tasks.broadcast_notifications"
 
 
 @app.task(base=GraphSpaceTask, name=BROADCAST_TASK, ignore_result=True, max_retries=3)
-def broadcast_notifications(owner_ids: list[int], group_ids: list[int]) -> int:
-    return broadcast(owner_ids, group_ids)
+def broadcast_notifications(owner_ids: list[int], group_ids: list[int], watching_ids: list[int] | None = None) -> int:
+    # watching_ids: optional, so a message queued with two arguments still runs.
+    return broadcast(owner_ids, group_ids, watching_ids or ())

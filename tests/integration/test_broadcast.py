@@ -22,6 +22,7 @@ from notifications.events import Event, new_event
 from notifications.models import GroupNotification, OwnerNotification, WatchingNotification
 from notifications.persist import persist_events
 from notifications.serializers import item_json
+from tasks.broadcast import broadcast_notifications
 from tests.conftest import People
 from tests.integration.test_websocket import headers_for, socket_for
 
@@ -161,3 +162,25 @@ def test_a_burst_of_frames_reaches_every_open_page_in_order(people: People, brok
     alices, bobs, bobs_other = async_to_sync(scenario)()
     assert alices == [1000 + n for n in range(burst)]
     assert bobs == bobs_other == list(range(burst))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_broadcast_task_pushes_rows_of_every_kind(people: People, broker_url: str) -> None:
+    """tasks.broadcast_notifications, for rows stored by other means (and for messages queued
+    by an older persist task, with two arguments)."""
+    result = persist_events([upload(B, 1)])
+    watching_ids = [watching(people.bob, 2).id]  # type: ignore[arg-type]
+    headers = headers_for(people.bob)  # type: ignore[arg-type]
+
+    async def scenario() -> list[dict[str, Any]]:
+        bob = socket_for(headers)
+        assert (await bob.connect())[0]
+        assert await sync_to_async(broadcast_notifications)(result.owner_ids, [], watching_ids) == 1
+        assert await sync_to_async(broadcast_notifications)(result.owner_ids, []) == 1
+        frames = [await bob.receive_json_from(timeout=5) for _ in range(2)]
+        await bob.disconnect()
+        return frames
+
+    with_watching, without = async_to_sync(scenario)()
+    assert [i["topic"] for i in with_watching["items"]] == ["owner", "watching"]
+    assert [i["topic"] for i in without["items"]] == ["owner"]
