@@ -1,17 +1,31 @@
 """Routes of the notifications API (see openapi.py for the document that describes them)."""
 
 from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 
 from apiedge import http
-from notifications import api, openapi
+from notifications import api, openapi, sessions
 
 
 def api_view(methods: dict[str, http.Handler]) -> Callable[..., HttpResponse]:
-    """apiedge's view, with the notifications API's answers to domain errors."""
-    return http.api_view(methods, translate=api.translate)
+    """apiedge's view, with the notifications API's answers to domain errors, and a session's
+    login read with plain SQL (notifications/sessions.py: authenticate); HTTP Basic, and every
+    login that is not a plain valid one, goes through apiedge and Django as before."""
+    view = http.api_view(methods, translate=api.translate)
+
+    @csrf_exempt
+    @wraps(view)
+    def with_session(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        if "HTTP_AUTHORIZATION" not in request.META:
+            sessions.authenticate(request)
+        return view(request, **kwargs)
+
+    return with_session
 
 
 urlpatterns = [

@@ -1,4 +1,5 @@
-"""A websocket lives no longer than the login it was opened with.
+"""A websocket lives no longer than the login it was opened with; and the notifications API's
+cheaper reading of a request's login (`authenticate`).
 
 Each bell socket joins a Channels group of its session besides its user's. Logging out ends
 that session's sockets; changing a password ends every socket of the user (Django has ended
@@ -14,9 +15,14 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.db import connection, transaction
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
+from graphspace.models import User
 from notifications.channels import user_group
 
 log = logging.getLogger(__name__)
@@ -62,3 +68,56 @@ def on_user_saved(sender: Any, instance: Any, created: bool = False, **kwargs: A
     if not created and getattr(instance, "_password", None) is not None:
         user_id = instance.pk
         transaction.on_commit(lambda: end_user_sockets(user_id))
+
+
+# --- The API's login, read with two plain queries -------------------------------------------
+
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+_USER_FIELDS = [f for f in User._meta.concrete_fields]
+_USER_SQL = (f'SELECT {", ".join(connection.ops.quote_name(f.column) for f in _USER_FIELDS)} '
+             f'FROM {connection.ops.quote_name(User._meta.db_table)} WHERE id = %s')
+_SESSION_SQL = "SELECT session_data FROM django_session WHERE session_key = %s AND expire_date > %s"
+
+
+def authenticate(request: HttpRequest) -> None:
+    """The request's user from its session, as django.contrib.auth's get_user finds it (the
+    session row, then the user row, then the password hash the session was signed with), in
+    two plain SQL queries instead of two ORM ones: about half the CPU of a request for the
+    unread count (docs/web.md). Sets request.user when the login is a plain, valid one; for
+    anything else (no session, an expired or tampered one, a backend other than ModelBackend,
+    an inactive user, a hash that only a fallback key verifies) it leaves request.user to
+    Django, whose get_user then decides exactly as it always has (flushing a bad session,
+    rotating a fallback-signed one).
+
+    The session's data is left in its SessionStore, as Django's own load leaves it, so the rest
+    of the request (and SessionMiddleware's Vary: Cookie) sees the same session without
+    reading it again."""
+    session = getattr(request, "session", None)
+    key = getattr(session, "session_key", None)
+    if session is None or not key or hasattr(session, "_session_cache"):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_SESSION_SQL, [key, timezone.now()])
+        row = cursor.fetchone()
+        if row is None:
+            return
+        data = session.decode(row[0])
+        # What SessionBase._get_session does after its own load.
+        session._session_cache = data
+        session.accessed = True
+        user_id, backend, session_hash = data.get(SESSION_KEY), data.get(BACKEND_SESSION_KEY), data.get(HASH_SESSION_KEY)
+        if backend != MODEL_BACKEND or backend not in settings.AUTHENTICATION_BACKENDS or not session_hash:
+            return
+        try:
+            pk = User._meta.pk.to_python(user_id)  # type: ignore[union-attr]
+        except Exception:
+            return
+        cursor.execute(_USER_SQL, [pk])
+        values = cursor.fetchone()
+    if values is None:
+        return
+    user = User.from_db(connection.alias, [f.attname for f in _USER_FIELDS], values)
+    # ModelBackend.get_user: only an active user; get_user: the hash of the current password.
+    if not user.is_active or not constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return
+    request.user = user
