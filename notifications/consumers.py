@@ -9,10 +9,23 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from notifications.channels import user_group
 from notifications.sessions import SESSION_ENDED, session_group
 
+# What the channel layer brings a socket; none of their handlers touches the database.
+PUSHES = ("notifications.new", "notifications.count", "session.ended")
+
 
 class NotificationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     groups_joined: tuple[str, ...] = ()
     ended = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # channels' dispatch first closes the process's old database connections, in the one
+        # thread that runs sync code (a hop there and back, in line with every other request's
+        # sync work), before every message: per frame, for handlers that use no connection.
+        # The socket's own events (connect, receive, disconnect) still go through it.
+        if message["type"] in PUSHES:
+            await getattr(self, message["type"].replace(".", "_"))(message)
+            return
+        await super().dispatch(message)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
