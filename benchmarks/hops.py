@@ -9,7 +9,9 @@ after a run from what the processes already say.
 - started: the task began in a pool process (its "succeeded in" line less its runtime).
 - persisted: the rows are committed, the push not begun (the task's "persisted N events"
   line, less the push_ms it reports when it is written after the push).
-- sent: the task ended (broadcast done, confirmation set): the frames are in the channel layer.
+- pushed: the push is done (who is listening, broadcast's query, the frames in the channel
+  layer): the time of that same line.
+- sent: the task ended (the batch confirmed to the bridge, Celery's bookkeeping).
 - frame: the bell's socket received the frame (benchmarks/bell.py).
 
 The event ids in the log lines come only with LOG_FORMAT=json (their `extra` fields); with
@@ -30,7 +32,7 @@ from typing import Any
 from benchmarks.bell import percentile
 
 _SUBMITTED = re.compile(r"batch of \d+ events submitted as task ([0-9a-f-]+)")
-HOPS = ("published", "submitted", "received", "started", "persisted", "sent", "frame")
+HOPS = ("published", "submitted", "received", "started", "persisted", "pushed", "sent", "frame")
 
 
 def _when(timestamp: str) -> float:
@@ -60,6 +62,7 @@ def read_logs(bridge_log: Path, worker_log: Path, offsets: tuple[int, int] = (0,
                 submitted[str(event_id)] = (_when(str(line["timestamp"])), task_id)
     tasks: dict[str, dict[str, float]] = {}
     persisted: dict[str, float] = {}
+    pushed: dict[str, float] = {}
     for line in _lines(worker_log, offsets[1]):
         message = str(line.get("message", ""))
         data = line["data"] if isinstance(line.get("data"), dict) else {}
@@ -75,11 +78,15 @@ def read_logs(bridge_log: Path, worker_log: Path, offsets: tuple[int, int] = (0,
             stored_at = at - float(line.get("push_ms") or 0) / 1000
             for event_id in line.get("event_ids") or []:
                 persisted.setdefault(str(event_id), stored_at)
+                if "push_ms" in line:
+                    pushed.setdefault(str(event_id), at)
     times: dict[str, dict[str, float]] = {}
     for event_id, (at, task_id) in submitted.items():
         hops = {"submitted": at, **tasks.get(task_id, {})}
         if event_id in persisted:
             hops["persisted"] = persisted[event_id]
+        if event_id in pushed:
+            hops["pushed"] = pushed[event_id]
         times[event_id] = hops
     return times
 

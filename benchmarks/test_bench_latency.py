@@ -10,7 +10,7 @@ publish-after-commit (`transaction.on_commit` hands it to the web process's Kafk
 Either way the bridge and one Celery worker take it from Kafka to the row.
 
 With LOG_FORMAT=json the steady-rate test also prints where the time went, hop by hop
-(benchmarks/hops.py: published, submitted, received, started, persisted, sent, frame):
+(benchmarks/hops.py: published, submitted, received, started, persisted, pushed, sent, frame):
 
     LOG_FORMAT=json .venv/bin/python -m benchmarks -k produce_to_frame
 
