@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from uuid6 import uuid7
 
 SCHEMA_VERSION = 1
 
@@ -277,11 +278,19 @@ def _record_time(timestamp_ms: int | None) -> datetime:
     return datetime.now(UTC)
 
 
+def new_event_id() -> uuid.UUID:
+    """A time-ordered event id (UUIDv7, RFC 9562): its first 48 bits are the time in ms, so
+    the indexes that lead with event_id (each table's once key, the outbox's) grow at their
+    right end, with full pages, instead of splitting a random page for each event as a
+    random id does (docs/storage.md)."""
+    return uuid.UUID(int=uuid7().int)
+
+
 def new_event(topic: str, message: dict[str, Any], *, now: datetime | None = None) -> Event:
     """Complete a producer's message (the seed's fields) into an Event: event_id,
     occurred_at and version are set when absent; the actor defaults to the owner."""
     data = dict(message)
-    data.setdefault("event_id", uuid.uuid4())
+    data.setdefault("event_id", new_event_id())
     data.setdefault("occurred_at", (now or datetime.now(UTC)).isoformat())
     data.setdefault("version", SCHEMA_VERSION)
     if topic == "owner":

@@ -106,8 +106,10 @@ class OwnerNotification(NotificationBase):
     class Meta:
         db_table = "owner_notification"
         constraints = [
-            # A redelivered event inserts nothing: ON CONFLICT DO NOTHING on this key.
-            models.UniqueConstraint(fields=["event_id", "owner"], name="owner_notification_once")
+            # A redelivered event inserts nothing: ON CONFLICT DO NOTHING on this key. An owner
+            # event has one recipient (its owner), so the event id alone is the key: 16 bytes
+            # an entry instead of the id and an email (docs/storage.md).
+            models.UniqueConstraint(fields=["event_id"], name="owner_notification_once")
         ]
         indexes = [
             # "This user's newest page" is a scan of this index. Without the id: the rows of one

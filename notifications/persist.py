@@ -389,7 +389,8 @@ def _insert(topic: str, planned: list[Planned], now: datetime) -> list[tuple[int
             f"SELECT {values}, false, false, %b, %b "
             f"FROM unnest(%b::int[], %b::text[], %b::bigint[], %b::text[]) AS r(n, recipient, cluster_id, message) "
             f"JOIN unnest({arrays}) WITH ORDINALITY AS e({aliases}, n) ON e.n = r.n "
-            f'ON CONFLICT ("event_id", "{column}") DO NOTHING RETURNING "id", "cluster_id"',
+            # On the table's once key: (event, recipient), or the event alone for owner rows.
+            'ON CONFLICT DO NOTHING RETURNING "id", "cluster_id"',
             [now, now, at, recipients, clusters, messages, *(list(values) for values in zip(*events, strict=True))],
         )
         return [(r[0], r[1]) for r in cursor.fetchall()]
