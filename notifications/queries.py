@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from graphspace.models import User
@@ -50,6 +53,31 @@ class BadFilter(ValueError):
     pass
 
 
+class _PreparedCursor(ServerBindingCursor):
+    """psycopg's cursor with the parameters bound by the server, each statement prepared on the
+    connection the first time it runs there (psycopg keeps the names): PostgreSQL plans it once
+    per connection, not once per request. The first page's statement took 1.0 ms to plan and
+    0.07 ms to run (EXPLAIN ANALYZE, loaded machine); the web process's pooled connections live
+    long. Django's own cursors bind on the client and never prepare."""
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,  # type: ignore[override]
+                binary: bool | None = None) -> Any:
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+@contextmanager
+def prepared_cursor() -> Iterator[CursorWrapper]:
+    """A cursor for the site's hottest statements (the session, the user, the count, the first
+    page), wrapped as Django wraps its own: errors become Django's, and tests count its queries."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = _PreparedCursor(connection.connection)
+    connection.validate_thread_sharing()
+    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    with cursor:
+        yield cursor
+
+
 def unread_counts(emails: list[str]) -> dict[str, int]:
     """Unread notifications per user: one primary-key read of the counter the database keeps
     (notifications/models.py: UnreadCount). A user with no row has none."""
@@ -63,7 +91,10 @@ def unread_counts(emails: list[str]) -> dict[str, int]:
 
 
 def unread_count(email: str) -> int:
-    return unread_counts([email]).get(email, 0)
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT count FROM notification_unread_count WHERE recipient_email = %s", [email])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def recipient_of(model: NotificationModel, user: User) -> Q:
@@ -339,13 +370,14 @@ def cluster_page_and_count(
         # put in last_at order by an incremental sort (docs/storage.md).
         " row_number() OVER (ORDER BY c.last_minute DESC, c.last_at DESC, c.id DESC) AS rn"
         ' FROM notification_cluster c LEFT JOIN "group" g ON g.id = c.group_id'
-        f" WHERE {where} ORDER BY c.last_minute DESC, c.last_at DESC, c.id DESC LIMIT %s) p ON true"
+        # The limits are written in (validated integers), so that the plan is made for them.
+        f" WHERE {where} ORDER BY c.last_minute DESC, c.last_at DESC, c.id DESC LIMIT {int(limit) + 1:d}) p ON true"
         # The cluster past the page only says that there is a next one: no previews for it.
-        f" LEFT JOIN LATERAL ({_PREVIEWS}) i ON p.rn <= %s"
+        f" LEFT JOIN LATERAL ({_PREVIEWS}) i ON p.rn <= {int(limit):d}"
         " ORDER BY p.last_at DESC, p.id DESC, i.created_at DESC, i.id DESC"
     )
-    params = [user.email, *where_params, limit + 1, *[user.email] * len(TABLE_MODEL), limit]
-    with connection.cursor() as db:
+    params = [user.email, *where_params, *[user.email] * len(TABLE_MODEL)]
+    with prepared_cursor() as db:
         db.execute(sql, params)
         rows = db.fetchall()
     unread = int(rows[0][0]) if rows else 0

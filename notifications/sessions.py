@@ -24,6 +24,7 @@ from django.utils.crypto import constant_time_compare
 
 from graphspace.models import User
 from notifications.channels import user_group
+from notifications.queries import prepared_cursor
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def authenticate(request: HttpRequest) -> None:
     key = getattr(session, "session_key", None)
     if session is None or not key or hasattr(session, "_session_cache"):
         return
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_SESSION_SQL, [key, timezone.now()])
         row = cursor.fetchone()
         if row is None:

@@ -50,7 +50,7 @@ def test_a_plain_login_is_read_with_two_plain_queries(people: People, bob_has_th
     sql = [q["sql"] for q in queries.captured_queries]
     assert len(sql) == 3, sql
     assert sql[0].startswith("SELECT session_data FROM django_session WHERE session_key = ")
-    assert sql[1].startswith('SELECT "id", "password"') and sql[1].endswith(f"WHERE id = {people.bob.pk}")
+    assert sql[1].startswith('SELECT "id", "password"') and " FROM \"user\" WHERE id = " in sql[1]
     # The session was read as Django reads it: the answer varies with the cookie.
     assert "Cookie" in response["Vary"]
     with CaptureQueriesContext(connection) as queries:
