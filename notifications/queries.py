@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection
-from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.postgresql.base import CursorDebugWrapper, ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
@@ -65,15 +65,31 @@ class _PreparedCursor(ServerBindingCursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
+class _PreparedDebugWrapper(CursorDebugWrapper):
+    """Django's query log (tests count and read it): a prepared statement runs by its name, so
+    psycopg has no text of it to give back; the log gets the statement as written instead."""
+
+    @contextmanager
+    def debug_sql(self, sql: Any = None, params: Any = None, use_last_executed_query: bool = False,
+                  many: bool = False) -> Iterator[None]:
+        with super().debug_sql(sql, params, use_last_executed_query=False, many=many):
+            yield
+
+
 @contextmanager
 def prepared_cursor() -> Iterator[CursorWrapper]:
     """A cursor for the site's hottest statements (the session, the user, the count, the first
     page), wrapped as Django wraps its own: errors become Django's, and tests count its queries."""
     connection.ensure_connection()
+    db = connection.connection
+    if db.prepare_threshold is None:
+        # Django turns psycopg's preparing off (None); its own cursors bind on the client and
+        # never prepare, whatever this says, so only these cursors do.
+        db.prepare_threshold = 5
     with connection.wrap_database_errors:
-        raw = _PreparedCursor(connection.connection)
+        raw = _PreparedCursor(db)
     connection.validate_thread_sharing()
-    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    cursor = _PreparedDebugWrapper(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
     with cursor:
         yield cursor
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -152,3 +153,18 @@ def test_a_reader_without_notifications_gets_an_empty_page_and_a_count_of_zero(d
     body = client.get("/api/v1/notifications/").json()
     assert body == {"clusters": [], "next_cursor": None, "unread_count": 0}
     assert client.get("/api/v1/notifications/", {"q": "x", "state": "unread"}).json()["clusters"] == []
+
+
+def test_the_hot_statements_are_planned_once_per_connection(people: People, stored: dict[str, Any]) -> None:
+    client = Client()
+    client.force_login(people.bob)
+    for _ in range(2):
+        assert client.get("/api/v1/notifications/").status_code == 200
+        assert client.get("/api/v1/notifications/count").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(s.startswith("SELECT session_data FROM django_session") for s in prepared)
+    assert any(s.startswith('SELECT "id", "password"') for s in prepared)
+    assert any(s.startswith("SELECT count FROM notification_unread_count") for s in prepared)
+    assert any(s.startswith("SELECT k.n, p.id") for s in prepared)
