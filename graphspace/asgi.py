@@ -11,9 +11,13 @@ request by more than half (docs/web.md has the profiles and figures):
   does), instead of a thread created for the request and joined by yet another thread after it.
   There are as many as the database pool has connections (DATABASE_POOL_MAX_SIZE), so a request
   never waits for a connection; more requests wait for a thread, in the event loop.
+- A request's sync parts (the request_started signal, the request object, the chain and view,
+  and for a response that is not streamed its close and request_finished) run in that one hop;
+  Django's handler made three (the signal, the chain, the close) and two tasks per request to
+  watch for a client leaving, which a sync view cannot notice anyway.
 Each request still runs whole in one thread, as Django's sync code expects: asgiref's
 ThreadSensitiveContext, given the thread's executor, sends every thread-sensitive call of the
-request (the request_started/finished signals, the chain, the response's close) to it.
+request (a streamed response's close too) to it.
 """
 
 from __future__ import annotations
@@ -37,9 +41,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
-from django.http import HttpRequest, HttpResponseBase  # noqa: E402
-from django.urls import get_resolver  # noqa: E402
+from django.core import signals  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.http import FileResponse, HttpRequest, HttpResponseBase  # noqa: E402
+from django.urls import get_resolver, set_script_prefix  # noqa: E402
 
 from notifications.routing import websocket_urlpatterns  # noqa: E402
 
@@ -55,12 +61,49 @@ class RequestThreads(ASGIHandler):
         super().__init__()
         # Made once: building the wrapper per request was a tenth of the process's CPU.
         self._get_response_in_thread = sync_to_async(self.get_response, thread_sensitive=True)
+        self._serve_in_thread = sync_to_async(self._serve, thread_sensitive=True)
+        self._close_in_thread = sync_to_async(HttpResponseBase.close, thread_sensitive=True)
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         return await self._get_response_in_thread(request)  # type: ignore[no-any-return]
+
+    def _serve(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        """What Django's handle does around the chain, in the request's thread: the
+        request_started signal, the request (or the error that stops it), the chain and view,
+        and the close of a response whose body is already made (which sends request_finished
+        and gives the connection back to the pool)."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        assert response is not None
+        if not response.streaming:
+            response.close()
+        return response
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django's ASGIHandler.handle with its sync parts in one hop (`_serve`). A client
+        that leaves is not watched for: a sync view runs to its end whatever it does, and its
+        answer then goes nowhere (uvicorn drops what is sent to a closed connection)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        try:
+            response = await self._serve_in_thread(scope, body_file)
+            await self.send_response(response, send)
+            if response.streaming:
+                # Its body was read while sending; closing it ends the request.
+                await self._close_in_thread(response)
+        finally:
+            body_file.close()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

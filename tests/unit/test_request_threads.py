@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core.signals import request_finished, request_started
+from django.http import StreamingHttpResponse
 
 from graphspace.asgi import RequestThreads
 
@@ -129,3 +130,67 @@ def test_no_more_requests_run_at_once_than_there_are_threads(seen: Seen) -> None
     assert asyncio.run(six()) == [401] * 6
     assert most == 2
     assert set(seen.chain) == {"request-0_0", "request-1_0"}
+
+
+def count_hops(app: RequestThreads) -> list[str]:
+    """Every call handed to a request thread, by what it ran."""
+    hops: list[str] = []
+    assert app._idle is not None
+    for executor in list(app._idle._queue):  # type: ignore[attr-defined]
+        submit = executor.submit
+
+        def counted(fn: Any, *args: Any, _submit: Any = submit, **kwargs: Any) -> Any:
+            hops.append(getattr(fn, "__qualname__", repr(fn)))
+            return _submit(fn, *args, **kwargs)
+
+        executor.submit = counted
+    return hops
+
+
+def test_a_request_is_one_hop_to_its_thread_and_a_streamed_one_two(seen: Seen) -> None:
+    app = RequestThreads(1)
+
+    async def once(path: str = PATH) -> int:
+        return await call(app, path)
+
+    asyncio.run(once())  # makes the threads
+    hops = count_hops(app)
+    assert asyncio.run(once()) == 401
+    # The signal, the request, the chain and view and the close of its answer: one hop.
+    assert len(hops) == 1
+    assert seen.started[-1] == seen.finished[-1]
+
+    async def parts() -> Any:
+        yield b"a"
+        yield b"b"
+
+    def streamed(request: Any) -> Any:
+        seen.chain.append(threading.current_thread().name)
+        return StreamingHttpResponse(parts())
+
+    app._middleware_chain = streamed
+    sent: list[dict[str, Any]] = []
+
+    async def stream() -> None:
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.Event().wait()
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope(PATH), receive, send)
+
+    hops.clear()
+    before = len(seen.finished)
+    asyncio.run(stream())
+    assert b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body") == b"ab"
+    # Its body is read while it is sent; then it is closed (request_finished) in its thread.
+    assert len(seen.finished) == before + 1 and seen.finished[-1] == seen.chain[-1]
+    assert len(hops) == 2
