@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -13,6 +14,8 @@ from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 from channels_redis.serializers import MsgPackSerializer
 
+log = logging.getLogger(__name__)
+
 
 def user_group(user_id: int) -> str:
     """One user's Channels group. Built from the user's id, so two users can never share
@@ -22,7 +25,7 @@ def user_group(user_id: int) -> str:
 
 # Sends in flight at once on a layer that is not channels-redis's (the tests' in-memory one).
 CONCURRENT_SENDS = 50
-# Users whose groups are read, and whose messages are written, in one Redis command each.
+# Users whose messages are sent in one Redis script (and whose groups are looked at in one).
 PIPELINE = 1000
 # The longest a task waits for its sends: the layer's own socket timeout is shorter; this only
 # keeps a task from hanging on a loop that died.
@@ -171,7 +174,11 @@ def listening(user_ids: Iterable[int]) -> set[int]:
 async def _send_all(messages: list[Message]) -> None:
     layer = get_channel_layer()
     if _scripted(layer):
-        await _scripted_group_send(layer, messages)
+        refused = await _scripted_group_send(layer, messages)
+        if refused:
+            # What channels-redis's group_send logs too: a web process is not reading its key.
+            log.warning("%d of %d messages refused: a channel key was at its capacity (%d)",
+                        refused, len(messages), layer.capacity)
         return
     for start in range(0, len(messages), CONCURRENT_SENDS):
         await asyncio.gather(*(layer.group_send(group, message)

@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels_redis.core import RedisChannelLayer
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from graphspace.models import Group, GroupMember, MembershipSpan, User
 from notifications.broadcast import MAX_ITEMS, broadcast
-from notifications.channels import listening, send_to_users
+from notifications.channels import ChannelLayer, _scripted_group_send, listening, send_to_users
 from notifications.events import Event, new_event
 from notifications.models import GroupNotification, OwnerNotification, WatchingNotification
 from notifications.persist import persist_events
@@ -187,3 +189,29 @@ def test_the_broadcast_task_pushes_rows_of_every_kind(people: People, broker_url
     with_watching, without = async_to_sync(scenario)()
     assert [i["topic"] for i in with_watching["items"]] == ["owner", "watching"]
     assert [i["topic"] for i in without["items"]] == ["owner"]
+
+
+def test_the_send_script_writes_what_channels_redis_reads_and_keeps_its_capacity(broker_url: str) -> None:
+    """_SEND_LUA stands in for channels-redis's group_send: an unmodified channels-redis layer
+    receives what it writes, and a channel key at capacity refuses the rest, as group_send's
+    own script does."""
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+
+    async def scenario() -> tuple[int, list[dict[str, Any]]]:
+        receiver = RedisChannelLayer(hosts=config["hosts"], prefix=f"{config['prefix']}cap", capacity=2)
+        sender = ChannelLayer(hosts=config["hosts"], prefix=f"{config['prefix']}cap", capacity=2)
+        try:
+            channel = await receiver.new_channel()
+            await receiver.group_add("bell", channel)
+            refused = await _scripted_group_send(sender, [("bell", {"type": "x", "n": n}) for n in range(3)])
+            got = [await receiver.receive(channel) for _ in range(2)]
+            return refused, got
+        finally:
+            await receiver.flush()
+            await receiver.close_pools()
+            await sender.close_pools()
+
+    refused, got = async_to_sync(scenario)()
+    assert refused == 1
+    assert sorted(message["n"] for message in got) == [0, 1]
+    assert all(message["type"] == "x" and "__asgi_channel__" not in message for message in got)
