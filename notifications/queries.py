@@ -87,6 +87,9 @@ def prepared_cursor(binary: bool = False) -> Iterator[CursorWrapper]:
     page), wrapped as Django wraps its own: errors become Django's, and tests count its queries.
     `binary`: results in binary format (timestamps then come in the connection's time zone,
     UTC, as ZoneInfo("UTC") instead of datetime.UTC; the same instants and the same text)."""
+    # What Django's own cursor() does first: a persistent connection (no pool) that broke since
+    # the last request is replaced here rather than failing this request.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     db = connection.connection
     if db.prepare_threshold is None:
