@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.base import CursorDebugWrapper, ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -87,20 +87,23 @@ def prepared_cursor(binary: bool = False) -> Iterator[CursorWrapper]:
     page), wrapped as Django wraps its own: errors become Django's, and tests count its queries.
     `binary`: results in binary format (timestamps then come in the connection's time zone,
     UTC, as ZoneInfo("UTC") instead of datetime.UTC; the same instants and the same text)."""
+    # The connection of this thread, looked up once (each attribute of django.db.connection is
+    # a lookup through the connection handler's thread-local).
+    wrapper = connections[DEFAULT_DB_ALIAS]
     # What Django's own cursor() does first: a persistent connection (no pool) that broke since
     # the last request is replaced here rather than failing this request.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    db = connection.connection
+    wrapper.close_if_health_check_failed()
+    wrapper.ensure_connection()
+    db = wrapper.connection
     if db.prepare_threshold is None:
         # Django turns psycopg's preparing off (None); its own cursors bind on the client and
         # never prepare, whatever this says, so only these cursors do.
         db.prepare_threshold = 5
-    with connection.wrap_database_errors:
+    with wrapper.wrap_database_errors:
         raw = _PreparedCursor(db)
         raw.results_binary = binary
-    connection.validate_thread_sharing()
-    cursor = _PreparedDebugWrapper(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
+    wrapper.validate_thread_sharing()
+    cursor = _PreparedDebugWrapper(raw, wrapper) if wrapper.queries_logged else wrapper.make_cursor(raw)
     with cursor:
         yield cursor
 

@@ -17,7 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -75,6 +75,7 @@ def on_user_saved(sender: Any, instance: Any, created: bool = False, **kwargs: A
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 _USER_FIELDS = [f for f in User._meta.concrete_fields]
+_USER_ATTNAMES = [f.attname for f in _USER_FIELDS]
 _USER_SQL = (f'SELECT {", ".join(connection.ops.quote_name(f.column) for f in _USER_FIELDS)} '
              f'FROM {connection.ops.quote_name(User._meta.db_table)} WHERE id = %s')
 _SESSION_SQL = "SELECT session_data FROM django_session WHERE session_key = %s AND expire_date > %s"
@@ -117,7 +118,7 @@ def authenticate(request: HttpRequest) -> None:
         values = cursor.fetchone()
     if values is None:
         return
-    user = User.from_db(connection.alias, [f.attname for f in _USER_FIELDS], values)
+    user = User.from_db(DEFAULT_DB_ALIAS, _USER_ATTNAMES, values)
     # ModelBackend.get_user: only an active user; get_user: the hash of the current password.
     if not user.is_active or not constant_time_compare(session_hash, user.get_session_auth_hash()):
         return
