@@ -1,5 +1,4 @@
-"""Write a batch of events as notification rows: bulk, idempotent, clustered, one transaction
-per topic.
+"""Write a batch of events as notification rows: bulk, idempotent, clustered, one transaction.
 
 Group recipients are the members as of the action: each group event carries the group's
 membership number when it committed, and the members of that moment are read from the
@@ -10,13 +9,13 @@ notification_watch (notifications/models.py: Watch). Preferences and group mutes
 of processing (a person who just turned something off expects it off), with the recipients'
 ids, and applied by the pure rules of notifications/recipients.py.
 
-Query budget for each topic of a batch, whatever its size: lock the groups, read their
-members (also those of the groups a watching event's action told), read the watchers (only
-for watching events), read (and key-share lock) the recipients with their preferences and
-mutes, skip rows already stored, read the open clusters, and only if some recipient needs a
-new cluster lock those recipients and read their clusters again; create the new clusters,
-insert the rows (their statement trigger adds to the unread counters), update the clusters'
-counts. The last two are the only statements that change rows other batches change too.
+Query budget for a batch, whatever its size: lock the groups, read their members (also those
+of the groups a watching event's action told), read the watchers (only for a batch with
+watching events), read (and key-share lock) the recipients with their preferences and mutes,
+skip rows already stored (one query per table the batch writes), read the open clusters, and only if
+some recipient needs a new cluster lock those recipients and read their clusters again;
+create the new clusters, lock the recipients' unread counters, insert the rows (their
+triggers add to the counters), update the clusters' counts.
 """
 
 from __future__ import annotations
@@ -335,6 +334,20 @@ def _event_values(e: Event) -> tuple[Any, ...]:
     return row
 
 
+def _lock_counters(emails: set[str]) -> None:
+    """Lock the recipients' unread counters (creating missing ones) in email order, before
+    the inserts whose triggers add to them. Needed only when a batch inserts into both
+    tables: the owner rows' and then the group rows' statements would lock them in two
+    sorted runs, and two such batches could deadlock. One statement's trigger locks in order."""
+    with binary_cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO notification_unread_count (recipient_email, count) "
+            "SELECT e, 0 FROM unnest(%b::text[]) AS e ORDER BY e "
+            "ON CONFLICT (recipient_email) DO UPDATE SET count = notification_unread_count.count",
+            [sorted(emails)],
+        )
+
+
 def _insert(topic: str, planned: list[Planned], now: datetime) -> list[tuple[int, int]]:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id, cluster_id: only new rows come back,
     so a redelivered batch returns nothing and changes nothing.
@@ -455,17 +468,9 @@ class Split:
 
 
 def persist_batch(events: Sequence[Event], part: Part | None = None, split: Split | None = None) -> PersistResult:
-    """Store every notification the events of one topic produce (only those of `part`'s
-    recipients when given), in one transaction; return the ids of the new rows. Raises
-    whatever the database raises: `persist_events` decides.
-
-    One topic, so one table: the transaction's last two statements are the only ones that
-    touch rows other batches also change, the INSERT whose statement trigger adds to the
-    recipients' unread counters (one sorted upsert, at the statement's end) and the UPDATE
-    of their clusters (locked in id order), right before the commit. Always in that order,
-    as marking read does (counter, then clusters), so no two transactions deadlock."""
-    if len({e.topic for e in events}) > 1:
-        raise ValueError("persist_batch stores the events of one topic; persist_events splits a batch by topic")
+    """Store every notification the events produce (only those of `part`'s recipients when
+    given), in one transaction; return the ids of the new rows. Raises whatever the database
+    raises: `persist_events` decides."""
     result = PersistResult()
     now = timezone.now()
     with transaction.atomic():
@@ -516,6 +521,8 @@ def persist_batch(events: Sequence[Event], part: Part | None = None, split: Spli
             planned.append(Planned(event, recipient, key))
         if planned:
             created, now = _assign_clusters(planned, user_ids, now)
+            if len({p.event.topic for p in planned}) > 1:
+                _lock_counters({p.recipient for p in planned})
             inserted: list[tuple[int, int]] = []
             for topic in TABLES:
                 rows = [p for p in planned if p.event.topic == topic]
@@ -556,31 +563,9 @@ def persist_events(events: Sequence[Event], *, part: Part | None = None, split: 
 
     `part`: store only that part's recipients. `split`: a batch with many recipients may be
     split into parts (Split), this call storing part 0.
-
-    Each topic's events are stored in a transaction of their own (group, watching, then
-    owner: a large fan-out decides the split first). In one transaction, the owner rows' and
-    the group rows' statement triggers would lock the unread counters in two sorted runs,
-    and two such batches could deadlock (tests/integration/test_persist_topics.py); so all
-    of a batch's counters used to be locked before its first insert, and every other writer
-    for those recipients waited for both inserts (batches of 500 owner and group events, the
-    writers' sessions waiting for each other's locks: 2 writers 0.35-0.50 of 1.9 sessions ->
-    0.05-0.10, 4 writers 2.29-2.42 of 3.8 -> 1.02-1.32; docs/storage.md). Per topic costs a
-    commit and the queries that are not per table (users, open clusters, locks) once more
-    per topic; a retry of the task after the first topic's commit stores nothing twice
-    (unique keys).
     """
     with _gc_paused():
-        result = PersistResult()
-        for topic in _TOPIC_ORDER:
-            mine = [e for e in events if e.topic == topic]
-            if mine:
-                result = result.merge(_persist(mine, part, split))
-        return result
-
-
-# The order persist_events stores a batch's topics in: a group share may fan out to
-# thousands, and the first to call Split.part_for decides whether the batch is split.
-_TOPIC_ORDER = ("group", "watching", "owner")
+        return _persist(events, part, split)
 
 
 def _persist(events: Sequence[Event], part: Part | None, split: Split | None) -> PersistResult:

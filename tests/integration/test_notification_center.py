@@ -77,10 +77,9 @@ def test_group_clusters_are_per_actor(people: People, lab: int) -> None:
 
 def test_a_persisted_batch_stays_within_its_query_budget(people: People, lab: int, django_assert_max_num_queries: Any) -> None:
     events = [upload(A, n) for n in range(150)] + [share(lab, A, n) for n in range(150)]
-    # Each topic in a transaction of its own (notifications/persist.py: persist_events):
-    # (groups, members,) users, duplicate check, open clusters, locks, open clusters again,
-    # new clusters, insert, (cluster counts,) savepoint bookkeeping: 11 + 9
-    with django_assert_max_num_queries(20):
+    # groups, members, users, locks, 2 duplicate checks, open clusters, new clusters,
+    # unread counters, 2 inserts, cluster counts, savepoint bookkeeping
+    with django_assert_max_num_queries(15):
         result = persist_events(events)
     assert result.created == 150 + 300
 

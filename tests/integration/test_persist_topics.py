@@ -1,6 +1,7 @@
-"""A batch of several topics is stored one topic per transaction (notifications/persist.py:
-persist_events), so no writer holds its recipients' unread counters while it inserts another
-topic's rows, and two such batches cannot deadlock on the counters either."""
+"""A batch of several topics is one transaction whose inserts' statement triggers would lock
+the unread counters in one sorted run per table; persist locks all of the batch's counters
+in one sorted statement first (notifications/persist.py: _lock_counters), so two such batches
+for crossed recipients cannot deadlock."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.db import connection
 from graphspace.models import Group, MembershipSpan, User
 from notifications.events import Event
 from notifications.models import GroupNotification, NotificationCluster, OwnerNotification
-from notifications.persist import persist_batch, persist_events
+from notifications.persist import persist_events
 from tests.integration.test_notification_center import share, upload
 from tests.integration.test_unread_counter import counted_by_rows, counters
 
@@ -31,15 +32,11 @@ def team(name: str, emails: list[str]) -> Group:
     return group
 
 
-def test_persist_batch_takes_one_topic_at_a_time() -> None:
-    with pytest.raises(ValueError):
-        persist_batch([upload("a@example.com", 1), share(1, "a@example.com", 2)])
-
-
 def test_batches_of_two_topics_for_crossed_recipients_neither_deadlock_nor_miscount() -> None:
     # Batch x: owner events for the x users and a share into the y team; batch y the other
-    # way round. In one transaction each, the owner rows' counters were locked before the
-    # group rows' (two sorted runs): x held x0 and waited for y0, y held y0 and waited for x0.
+    # way round. Locked by each statement's trigger, the owner rows' counters would be locked
+    # before the group rows' (two sorted runs): x holds x0 and waits for y0, y holds y0 and
+    # waits for x0.
     xs = [f"x{n}@example.com" for n in range(SIZE)]
     ys = [f"y{n}@example.com" for n in range(SIZE)]
     x_team, y_team = team("X", xs), team("Y", ys)
