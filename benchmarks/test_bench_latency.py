@@ -176,3 +176,63 @@ def print_hops(base: int, total: int, warm: int, committed: dict[int, float], ca
             mine["frame"] = carried[k] + shift
     print("per hop, ms (" + f"{len(at_commit)} events after the warm-up):\n" + hops.breakdown(at_commit, times))
     print(hops.worst(at_commit, times))
+
+
+# --- a small batch's persist, statement by statement, in process ------------------------------
+
+SMALL_BATCH = 10
+SMALL_BATCHES = 300
+SMALL_WARM_UP = 30
+
+
+def test_bench_persist_of_a_small_batch_statement_by_statement(transactional_db: None) -> None:
+    """What a batch of 10 owner events costs in `persist_events` (what the worker does at 200
+    events/s: batches of 5-15 events, each for recipients whose clusters are open), split
+    into its statements (each one's round trip, from Django's execute wrapper: execute and,
+    psycopg not pipelining, its result) and the rest (Python, and the commit)."""
+    from django.db import connection
+
+    from notifications.events import new_event
+    from notifications.persist import persist_events
+
+    emails = [f"small-{n}@example.com" for n in range(BELLS)]
+    User.objects.bulk_create([User(email=e, password="x") for e in emails])
+    spent: dict[str, list[float]] = defaultdict(list)
+    totals: list[float] = []
+    round_trips: list[int] = []
+
+    def timed(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            label = " ".join(str(sql).split()[:4])[:40]
+            batch_spent[label] = batch_spent.get(label, 0.0) + (time.perf_counter() - began) * 1000
+            batch_trips[0] += 1
+
+    for b in range(SMALL_WARM_UP + SMALL_BATCHES):
+        events = [new_event("owner", {
+            "owner_email": emails[(b * SMALL_BATCH + n) % BELLS], "message": f"New graph G{n} uploaded.",
+            "resource": "graph", "resource_id": b * SMALL_BATCH + n, "resource_name": f"G{n}", "type": "upload",
+        }) for n in range(SMALL_BATCH)]
+        batch_spent: dict[str, float] = {}
+        batch_trips = [0]
+        began = time.perf_counter()
+        with connection.execute_wrapper(timed):
+            result = persist_events(events)
+        took = (time.perf_counter() - began) * 1000
+        assert result.created == SMALL_BATCH
+        if b >= SMALL_WARM_UP:
+            totals.append(took)
+            round_trips.append(batch_trips[0])
+            for label, ms in batch_spent.items():
+                spent[label].append(ms)
+            spent["(the rest: Python, BEGIN, COMMIT)"].append(took - sum(batch_spent.values()))
+    print(f"\npersist_events of {SMALL_BATCH} owner events ({SMALL_BATCHES} batches, {BELLS} recipients in turn, "
+          f"their clusters open), ms p50 / p99; statements per batch {sorted(set(round_trips))}:")
+    for label, samples in spent.items():
+        ordered = sorted(samples)
+        print(f"  {label:<42} {percentile(ordered, 50):6.2f} / {percentile(ordered, 99):6.2f}  (n {len(ordered)})")
+    ordered = sorted(totals)
+    record("pipeline (issue 9)", f"persist_events of {SMALL_BATCH} owner events, in process",
+           f"p50 {percentile(ordered, 50):.2f} / p99 {percentile(ordered, 99):.2f} ms")

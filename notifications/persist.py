@@ -27,7 +27,8 @@ import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,7 @@ from notifications.clustering import Pair, Span, cluster_key, place
 from notifications.events import Event
 from notifications.messages import message_for
 from notifications.models import DeadLetter, Watch
+from notifications.queries import prepared_cursor
 from notifications.recipients import Preferences, keep, recipients, watching_recipients
 
 log = logging.getLogger(__name__)
@@ -109,12 +111,24 @@ class Planned:
     cluster_id: int | None = None
 
 
+# A batch with at most this many rows (and events) runs its statements prepared: PostgreSQL
+# plans each once per worker connection instead of once per batch. A batch of 10 owner events
+# spent about a third of its statements' time planning them (docs/latency.md). Larger ones
+# plan each time: a prepared statement would soon run a generic plan, made without knowing
+# how many values its arrays hold, and a 10,000-member share is not the place for that.
+PREPARE_MAX_ROWS = 100
+_prepare: ContextVar[bool] = ContextVar("persist_prepare", default=False)
+
+
 def binary_cursor(binary_results: bool = False) -> Any:
     """A cursor that binds parameters on the server in binary (psycopg's Cursor and %b).
     Django's own cursor binds on the client: it renders each array of a 10,000-row batch as
     SQL text in Python, which cost 100-200 ms per array against 19 ms this way (measured in
     docs/storage.md). Wrapped as Django wraps its cursors, so query logging, execute
-    wrappers and the tests' query budgets see these statements too."""
+    wrappers and the tests' query budgets see these statements too. Within a small batch
+    (`_prepare`), the statements are also prepared (queries.prepared_cursor)."""
+    if _prepare.get():
+        return prepared_cursor(binary=binary_results)
     connection.ensure_connection()
     cursor = psycopg.Cursor(connection.connection)
     if binary_results:
@@ -215,23 +229,6 @@ SELECT u.email, u.id,
 """
 
 
-def _recipient_ids(emails: set[str]) -> tuple[dict[str, int], dict[str, Preferences]]:
-    """The recipients' user ids and site preferences, under a key-share lock: a user deleted
-    meanwhile waits for this transaction (and then takes its rows along) instead of failing
-    it. Only non-default preferences are returned."""
-    if not emails:
-        return {}, {}
-    ids: dict[str, int] = {}
-    prefs: dict[str, Preferences] = {}
-    with binary_cursor() as cursor:
-        cursor.execute(_RECIPIENTS_SQL, [sorted(emails)])
-        for email, uid, site_off, muted in cursor.fetchall():
-            ids[email] = uid
-            if site_off or muted:
-                prefs[email] = Preferences(site_off=frozenset(site_off), muted_groups=frozenset(muted))
-    return ids, prefs
-
-
 def _lock_recipients(emails: Sequence[str]) -> datetime:
     """Serialise cluster assignment per recipient: two workers writing for the same user at
     once would otherwise both see no open cluster and open two for the same key. Locks are
@@ -248,11 +245,38 @@ def _lock_recipients(emails: Sequence[str]) -> datetime:
         return cursor.fetchone()[1]
 
 
-def _already_stored(topic: str, event_ids: list[uuid.UUID]) -> set[tuple[uuid.UUID, str]]:
+def _stored_sql(topic: str) -> str:
+    """The (event, recipient) rows of these events that a table holds already."""
     table, column = TABLES[topic]
-    with binary_cursor() as cursor:
-        cursor.execute(f'SELECT event_id, "{column}" FROM "{table}" WHERE event_id = ANY(%b::uuid[])', [event_ids])
-        return {(row[0], row[1]) for row in cursor.fetchall()}
+    return f'SELECT event_id, "{column}" FROM "{table}" WHERE event_id = ANY(%b::uuid[])'
+
+
+def _recipients_and_stored(
+    emails: set[str], event_ids: dict[str, list[uuid.UUID]],
+) -> tuple[dict[str, int], dict[str, Preferences], set[tuple[uuid.UUID, str]]]:
+    """The recipients' user ids and site preferences (only non-default ones are returned),
+    under a key-share lock: a user deleted meanwhile waits for this transaction (and then
+    takes its rows along) instead of failing it. With them, the rows already stored of each
+    topic's events. In one round trip: the statements do not depend on each other, so they go
+    to PostgreSQL together in pipeline mode (with the transaction's BEGIN) and their results
+    come back together. A small batch made a round trip each, and on a loaded machine every round trip
+    also waits for the worker and the database's process to get a core again."""
+    if not emails:
+        return {}, {}, set()
+    with ExitStack() as stack:
+        cursors = [stack.enter_context(binary_cursor()) for _ in range(1 + len(event_ids))]
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            cursors[0].execute(_RECIPIENTS_SQL, [sorted(emails)])
+            for cursor, (topic, ids) in zip(cursors[1:], event_ids.items(), strict=True):
+                cursor.execute(_stored_sql(topic), [ids])
+        user_ids: dict[str, int] = {}
+        prefs: dict[str, Preferences] = {}
+        for email, uid, site_off, muted in cursors[0].fetchall():
+            user_ids[email] = uid
+            if site_off or muted:
+                prefs[email] = Preferences(site_off=frozenset(site_off), muted_groups=frozenset(muted))
+        stored = {(row[0], row[1]) for cursor in cursors[1:] for row in cursor.fetchall()}
+    return user_ids, prefs, stored
 
 
 def _open_clusters(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, Span]]:
@@ -471,6 +495,14 @@ def persist_batch(events: Sequence[Event], part: Part | None = None, split: Spli
     """Store every notification the events produce (only those of `part`'s recipients when
     given), in one transaction; return the ids of the new rows. Raises whatever the database
     raises: `persist_events` decides."""
+    prepare = _prepare.set(len(events) <= PREPARE_MAX_ROWS)
+    try:
+        return _persist_batch(events, part, split)
+    finally:
+        _prepare.reset(prepare)
+
+
+def _persist_batch(events: Sequence[Event], part: Part | None, split: Split | None) -> PersistResult:
     result = PersistResult()
     now = timezone.now()
     with transaction.atomic():
@@ -497,16 +529,14 @@ def persist_batch(events: Sequence[Event], part: Part | None = None, split: Spli
             part = split.part_for(len(pairs))
         if part is not None:
             pairs = [(e, r) for e, r in pairs if part.holds(r)]
+        # The group reads above had one value per event at most; the rest have one per row.
+        _prepare.set(_prepare.get() and len(pairs) <= PREPARE_MAX_ROWS)
         emails = {r for _, r in pairs}
-        user_ids, prefs = _recipient_ids(emails)
+        event_ids = {topic: ids for topic in TABLES if (ids := list({e.event_id for e, _ in pairs if e.topic == topic}))}
+        user_ids, prefs, stored = _recipients_and_stored(emails, event_ids)
         result.unknown_recipients = emails - set(user_ids)
         if prefs:
             pairs = [(e, r) for e, r in pairs if r not in prefs or keep(e, [r], prefs)]
-        stored: set[tuple[uuid.UUID, str]] = set()
-        for topic in TABLES:
-            ids = list({e.event_id for e, _ in pairs if e.topic == topic})
-            if ids:
-                stored |= _already_stored(topic, ids)
         planned: list[Planned] = []
         keys: dict[uuid.UUID, str] = {}
         for event, recipient in pairs:

@@ -9,7 +9,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_process_shutdown, worker_ready
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from ops import metrics
 
@@ -33,8 +33,18 @@ class GraphSpaceTask(Task):  # type: ignore[misc]
     time_limit = 150
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
-        # A worker keeps connections between tasks; drop the ones the database has closed.
+        # A worker keeps connections between tasks; drop the ones that failed in the last task
+        # (Django checks those with a query), are past CONN_MAX_AGE or left autocommit off.
         close_old_connections()
+        # Not pinged before every task too: with CONN_HEALTH_CHECKS, Django would run a
+        # `SELECT 1` before this task's first query, a round trip per task as long as the
+        # commit's on a loaded machine (py-spy of the worker at 200 events/s, docs/latency.md).
+        # A connection the database dropped since then fails that first query instead: the
+        # task is retried (TRANSIENT_ERRORS), and Django has marked the error, so the retry's
+        # close_old_connections() checks it and connects anew. Stored rows make the retry
+        # change nothing.
+        for wrapper in connections.all(initialized_only=True):
+            wrapper.health_check_done = True
 
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         metrics.task_retries.labels(self.name).inc()
