@@ -112,17 +112,14 @@ class OwnerNotification(NotificationBase):
             models.UniqueConstraint(fields=["event_id"], name="owner_notification_once")
         ]
         indexes = [
-            # "This user's newest page" is a scan of this index (backwards). Without the id: the
-            # rows of one batch share created_at, so their entries collapse into one posting
-            # list, and ties are put in id order by an incremental sort. Ascending, as all three
-            # tables' indexes: a user's new entries go at the end of the user's range, where
-            # PostgreSQL splits a full page leaving it full; descending, they went at its start,
-            # and every split left a half-empty page behind for good (docs/storage.md).
-            models.Index(fields=["owner", "created_at"], name="owner_notif_newest"),
+            # "This user's newest page" is a scan of this index. Without the id: the rows of one
+            # batch share created_at, so their entries collapse into one posting list, and ties
+            # are put in id order by an incremental sort (docs/storage.md).
+            models.Index(fields=["owner", "-created_at"], name="owner_notif_newest"),
             # A cluster's newest items (previews, expand, mark-cluster-read). With the id: the
             # previews' LIMIT 3 per cluster must stop after three entries, and the planner
             # only does that when the index gives the whole order (docs/storage.md).
-            models.Index(fields=["cluster", "created_at", "id"], name="owner_notif_cluster"),
+            models.Index(fields=["cluster", "-created_at", "-id"], name="owner_notif_cluster"),
         ]
 
 
@@ -148,12 +145,12 @@ class GroupNotification(NotificationBase):
             models.UniqueConstraint(fields=["event_id", "member"], name="group_notification_once")
         ]
         indexes = [
-            models.Index(fields=["member", "created_at"], name="group_notif_newest"),
+            models.Index(fields=["member", "-created_at"], name="group_notif_newest"),
             # A group's rows, for its deletion: equal keys share one posting list, so this
             # costs a few bytes a row (a user's rows of one group are found by
             # group_notif_newest and a filter).
             models.Index(fields=["group"], name="group_notif_group"),
-            models.Index(fields=["cluster", "created_at", "id"], name="group_notif_cluster"),
+            models.Index(fields=["cluster", "-created_at", "-id"], name="group_notif_cluster"),
         ]
 
 
@@ -181,8 +178,8 @@ class WatchingNotification(NotificationBase):
             models.UniqueConstraint(fields=["event_id", "watcher"], name="watching_notification_once")
         ]
         indexes = [
-            models.Index(fields=["watcher", "created_at"], name="watching_notif_newest"),
-            models.Index(fields=["cluster", "created_at", "id"], name="watching_notif_cluster"),
+            models.Index(fields=["watcher", "-created_at"], name="watching_notif_newest"),
+            models.Index(fields=["cluster", "-created_at", "-id"], name="watching_notif_cluster"),
         ]
 
 
