@@ -59,16 +59,6 @@ def persist_events(self: Task, events: list[dict[str, Any]],  # type: ignore[typ
     else:
         result = persist(parsed, part=Part(part[0], part[1]))
     stored = time.perf_counter()
-    # Confirmed as soon as the rows are committed, before the push: the bridge hands on its
-    # next batch when a batch is confirmed (kafka_bridge/confirmations.py), so that batch's
-    # trip through the queue to a worker overlaps this push instead of following it. The
-    # confirmation says only what is true now (stored); the push is at-most-once anyway, and
-    # a redelivery of a stored batch pushes nothing either (it creates no rows).
-    of = part or ([0, split.part.count] if split is not None and split.part is not None else None)
-    if of:
-        part_done(batch_id, of[0], of[1])
-    else:
-        confirm_stored(batch_id)
     metrics.notifications_persisted.labels("owner").inc(len(result.owner_ids))
     metrics.notifications_persisted.labels("group").inc(len(result.group_ids))
     metrics.notifications_persisted.labels("watching").inc(len(result.watching_ids))
@@ -86,6 +76,7 @@ def persist_events(self: Task, events: list[dict[str, Any]],  # type: ignore[typ
             log.exception("broadcast of %d notifications failed", result.created,
                           extra={"event_ids": [str(e.event_id) for e in parsed]})
     pushed = time.perf_counter()
+    of = part or ([0, split.part.count] if split is not None and split.part is not None else None)
     log.info(
         "persisted %d events as %d notifications (%d refused)%s in %.0f ms, pushed in %.0f ms: %s",
         len(parsed), result.created, result.refused, f", part {of[0] + 1} of {of[1]}" if of else "",
@@ -93,6 +84,14 @@ def persist_events(self: Task, events: list[dict[str, Any]],  # type: ignore[typ
         extra={"event_ids": [str(e.event_id) for e in parsed], "persist_ms": round((stored - started) * 1000, 1),
                "push_ms": round((pushed - stored) * 1000, 1)},
     )
+    # Confirmed after the push, not as soon as the rows are committed: the confirmation is also
+    # what tells the bridge this process is free (kafka_bridge/confirmations.py). Confirming
+    # before the push was tried: the next batch then waited for this process in the worker's
+    # queue instead of gathering events in the bridge (docs/latency.md, round 2).
+    if of:
+        part_done(batch_id, of[0], of[1])
+    else:
+        confirm_stored(batch_id)
     return result.created
 
 
