@@ -28,11 +28,13 @@ from tests.integration.conftest import RUN_ID, Process, free_port, wait_for
 
 @pytest.fixture
 def own_topics(process_env: dict[str, str], worker: Process, transactional_db: Any) -> Iterator[tuple[str, dict[str, str]]]:
-    """Topics and a consumer group for one test, so its bridges share them with no other."""
+    """Topics and a consumer group for one test, so its bridges share them with no other (all
+    three: with the session's watching topic, a bridge also read what other tests left there)."""
     name = f"t{RUN_ID}-{uuid.uuid4().hex[:6]}"
     owner_topic = f"{name}-owner"
-    create_topics([owner_topic, f"{name}-group"])
+    create_topics([owner_topic, f"{name}-group", f"{name}-watching"])
     env = {**process_env, "KAFKA_TOPIC_OWNER": owner_topic, "KAFKA_TOPIC_GROUP": f"{name}-group",
+           "KAFKA_TOPIC_WATCHING": f"{name}-watching",
            "KAFKA_CONSUMER_GROUP": f"{name}-notifications", "KAFKA_BATCH_MAX": "50",
            "KAFKA_DEAD_LETTER_TOPIC": f"{name}-dead-letter"}
     yield owner_topic, env

@@ -249,10 +249,13 @@ def observed(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     broker = RedisServer("redis-ops-broker")
     broker.start()
     name = f"t{RUN_ID}-ops-{uuid.uuid4().hex[:6]}"
-    create_topics([f"{name}-owner", f"{name}-group"])
+    # All three topics its own: with the session's watching topic, the bridge also read what
+    # other tests left there, and counted it.
+    create_topics([f"{name}-owner", f"{name}-group", f"{name}-watching"])
     heartbeat = tmp_path_factory.mktemp("bridge") / "heartbeat"
     env = {**process_env, "CELERY_BROKER_URL": broker.url, "LOG_FORMAT": "json",
            "KAFKA_TOPIC_OWNER": f"{name}-owner", "KAFKA_TOPIC_GROUP": f"{name}-group",
+           "KAFKA_TOPIC_WATCHING": f"{name}-watching",
            "KAFKA_CONSUMER_GROUP": f"{name}-notifications", "KAFKA_BATCH_MAX": "10"}
     worker_port, bridge_port = free_port(), free_port()
     worker = Process("worker", {**env, "WORKER_METRICS_PORT": str(worker_port)}, label="worker-ops")
