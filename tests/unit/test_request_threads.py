@@ -29,6 +29,11 @@ def scope(path: str) -> dict[str, Any]:
 
 
 async def call(app: RequestThreads, path: str = PATH) -> int:
+    return int((await messages(app, path))[0]["status"])
+
+
+async def messages(app: RequestThreads, path: str = PATH) -> list[dict[str, Any]]:
+    """What the app sends for one GET whose client never leaves."""
     sent: list[dict[str, Any]] = []
     asked = False
 
@@ -44,7 +49,7 @@ async def call(app: RequestThreads, path: str = PATH) -> int:
         sent.append(message)
 
     await app(scope(path), receive, send)
-    return int(sent[0]["status"])
+    return sent
 
 
 class Seen:
@@ -169,27 +174,9 @@ def test_a_request_is_one_hop_to_its_thread_and_a_streamed_one_two(seen: Seen) -
         return StreamingHttpResponse(parts())
 
     app._middleware_chain = streamed
-    sent: list[dict[str, Any]] = []
-
-    async def stream() -> None:
-        asked = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal asked
-            if not asked:
-                asked = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.Event().wait()
-            raise AssertionError
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        await app(scope(PATH), receive, send)
-
     hops.clear()
     before = len(seen.finished)
-    asyncio.run(stream())
+    sent = asyncio.run(messages(app))
     assert b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body") == b"ab"
     # Its body is read while it is sent; then it is closed (request_finished) in its thread.
     assert len(seen.finished) == before + 1 and seen.finished[-1] == seen.chain[-1]
